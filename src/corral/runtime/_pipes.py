@@ -1,0 +1,124 @@
+"""Non-blocking pipe ends for supervised subprocesses.
+
+The supervisor makes its own pipes (rather than letting ``Popen`` make them)
+so that it controls them fully under both backends: the parent's ends are
+non-blocking and waited on with :func:`anyio.wait_readable` /
+:func:`anyio.wait_writable`, a busy pipe is grown to 1 MiB to cut the number
+of reads, and the supervisor can close its ends at any time, which is how the
+draining of output after a kill is kept bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections import deque
+
+import anyio
+from anyio.lowlevel import checkpoint
+
+__all__ = ["OutputCapture", "close_fd", "feed_input", "make_pipe"]
+
+_READ_SIZE = 64 * 1024
+_BIG_PIPE = 1024 * 1024
+_F_SETPIPE_SZ: int | None = getattr(fcntl, "F_SETPIPE_SZ", None)
+
+
+def make_pipe() -> tuple[int, int]:
+    """Return ``(read_fd, write_fd)``, both close-on-exec."""
+    return os.pipe()
+
+
+def close_fd(fd: int) -> None:
+    """Close *fd*, telling the event loop first in case a task waits on it."""
+    with contextlib.suppress(OSError):
+        anyio.notify_closing(fd)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+class OutputCapture:
+    """Reads one pipe to EOF, keeping all of it or exactly its last *limit* bytes.
+
+    With a limit, chunks are kept whole in a deque and the oldest is dropped as
+    soon as the rest still covers *limit* bytes, so memory stays within
+    ``limit`` plus one read, however much the child writes; :meth:`value`
+    then cuts the join to exactly the last *limit* bytes.
+    """
+
+    __slots__ = ("_chunks", "_fd", "_limit", "_size")
+
+    def __init__(self, fd: int, limit: int | None) -> None:
+        self._fd = fd
+        self._limit = limit
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        os.set_blocking(fd, False)
+
+    async def run(self) -> None:
+        """Read until EOF. Cancelling it leaves what was read so far in place."""
+        fd = self._fd
+        read_size = _READ_SIZE
+        while True:
+            try:
+                chunk = os.read(fd, read_size)
+            except BlockingIOError:
+                await anyio.wait_readable(fd)
+                continue
+            if not chunk:
+                return
+            self._append(chunk)
+            if len(chunk) == read_size and read_size < _BIG_PIPE:
+                # The child writes faster than we read: grow the pipe so each
+                # read (and each trip through the event loop) moves more.
+                read_size = _grow_pipe(fd)
+            await checkpoint()
+
+    def _append(self, chunk: bytes) -> None:
+        chunks = self._chunks
+        chunks.append(chunk)
+        self._size += len(chunk)
+        limit = self._limit
+        if limit is not None:
+            while self._size - len(chunks[0]) >= limit:
+                self._size -= len(chunks.popleft())
+
+    def value(self) -> bytes:
+        """Return the captured bytes (the last *limit* of them, with a limit)."""
+        data = b"".join(self._chunks)
+        if self._limit is not None and len(data) > self._limit:
+            return data[len(data) - self._limit :]
+        return data
+
+
+def _grow_pipe(fd: int) -> int:
+    if _F_SETPIPE_SZ is None:
+        return _READ_SIZE * 4
+    try:
+        return fcntl.fcntl(fd, _F_SETPIPE_SZ, _BIG_PIPE)
+    except OSError:
+        # EPERM once the user's pipe-buffer quota is spent: keep the pipe as
+        # it is and just read more per call.
+        return _READ_SIZE * 4
+
+
+async def feed_input(fd: int, data: bytes) -> None:
+    """Write *data* to the non-blocking pipe end *fd*; the caller closes it.
+
+    A child that exits or closes its stdin early is not an error: the rest of
+    the input is dropped, as with :func:`subprocess.run`.
+    """
+    view = memoryview(data)
+    os.set_blocking(fd, False)
+    try:
+        while view:
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:
+                await anyio.wait_writable(fd)
+                continue
+            view = view[written:]
+            await checkpoint()
+    except (BrokenPipeError, ConnectionResetError):
+        pass

@@ -1,0 +1,375 @@
+"""Supervised subprocesses: ``subprocess()`` and ``ExecResult``.
+
+Two levels, as in trio: :func:`_spawn` only starts a child (in its own
+session and process group, with pipes the supervisor owns), and
+:func:`_supervise` runs it to the end, feeding stdin and draining stdout and
+stderr in a task group while it waits. Any exit from :func:`_supervise` other
+than a normal one (cancellation, a timeout, an error in the supervisor)
+terminates the child's whole process group inside a shielded, bounded scope
+before the exception propagates, and every pipe is closed on every path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from subprocess import DEVNULL
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, overload
+
+import anyio
+
+from ._checks import check_seconds
+from ._pipes import OutputCapture, close_fd, feed_input, make_pipe
+from ._process_group import group_alive, terminate_group
+from ._task import current_kill_grace, subprocess_limiter
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from anyio.abc import Process
+
+    from ._limits import Limiter
+
+__all__ = ["ExecResult", "subprocess"]
+
+T = TypeVar("T", str, bytes)
+
+
+@dataclass
+class ExecResult(Generic[T]):
+    """The outcome of a command run with :func:`subprocess`.
+
+    Attributes:
+        success: ``returncode == 0``.
+        returncode: The exit status; ``-N`` when the child died of signal ``N``.
+        stdout: What the child wrote to stdout (empty without capture).
+        stderr: What the child wrote to stderr (empty without capture).
+    """
+
+    success: bool
+    returncode: int
+    stdout: T
+    stderr: T
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """A checked ``subprocess()`` request: nothing about it can fail later but the OS."""
+
+    argv: list[str]
+    display: str
+    input: bytes | None
+    cwd: str | None
+    env: dict[str, str]
+    capture: bool
+    output_limit: int | None
+
+
+def _check_command(
+    args: object,
+    input: object,
+    cwd: object,
+    env: object,
+    capture_output: object,
+    output_limit: object,
+) -> _Command:
+    if isinstance(args, str):
+        if not args.strip():
+            raise ValueError("args must not be an empty command")
+        argv = ["/bin/sh", "-c", args]
+        display = args
+    elif isinstance(args, Sequence) and not isinstance(args, (bytes, bytearray)):
+        if not args:
+            raise ValueError("args must not be an empty list")
+        argv = []
+        for i, arg in enumerate(args):
+            if isinstance(arg, os.PathLike):
+                arg = os.fspath(arg)
+            if not isinstance(arg, str):
+                raise TypeError(f"args[{i}] must be a str, got {type(arg).__name__}")
+            argv.append(arg)
+        display = shlex.join(argv)
+    else:
+        raise TypeError(f"args must be a str or a list of str, got {type(args).__name__}")
+
+    data: bytes | None
+    if input is None:
+        data = None
+    elif isinstance(input, str):
+        data = input.encode()
+    elif isinstance(input, (bytes, bytearray, memoryview)):
+        data = bytes(input)
+    else:
+        raise TypeError(f"input must be str, bytes, memoryview or None, got {type(input).__name__}")
+
+    cwd_path: str | None = None
+    if cwd is not None:
+        if not isinstance(cwd, (str, os.PathLike)):
+            raise TypeError(f"cwd must be a str or a path, got {type(cwd).__name__}")
+        cwd_path = os.fspath(cwd)
+        if not isinstance(cwd_path, str):
+            raise TypeError(f"cwd must be a str or a path, got {type(cwd_path).__name__}")
+        try:
+            mode = os.stat(cwd_path).st_mode
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "cwd does not exist", cwd_path) from None
+        if not stat.S_ISDIR(mode):
+            raise NotADirectoryError(errno.ENOTDIR, "cwd is not a directory", cwd_path)
+
+    merged = dict(os.environ)
+    if env is not None:
+        if not isinstance(env, Mapping):
+            raise TypeError(f"env must be a mapping of str to str, got {type(env).__name__}")
+        for key, value in env.items():
+            if not isinstance(key, str):
+                raise TypeError(f"env keys must be str, got {key!r}")
+            if not isinstance(value, str):
+                raise TypeError(f"env[{key!r}] must be a str, got {type(value).__name__}")
+            merged[key] = value
+
+    if not isinstance(capture_output, bool):
+        raise TypeError(f"capture_output must be a bool, got {type(capture_output).__name__}")
+    if output_limit is not None:
+        if isinstance(output_limit, bool) or not isinstance(output_limit, int):
+            raise TypeError(f"output_limit must be an int, got {type(output_limit).__name__}")
+        if output_limit <= 0:
+            raise ValueError(f"output_limit must be > 0 bytes, got {output_limit}")
+
+    return _Command(argv, display, data or None, cwd_path, merged, capture_output, output_limit)
+
+
+class _Fds:
+    """The parent's pipe ends for one child; each is closed exactly once."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()
+
+    def pipe(self) -> tuple[int, int]:
+        read_fd, write_fd = make_pipe()
+        self._open.update((read_fd, write_fd))
+        return read_fd, write_fd
+
+    def close(self, fd: int | None) -> None:
+        if fd is not None and fd in self._open:
+            self._open.discard(fd)
+            close_fd(fd)
+
+    def close_all(self) -> None:
+        for fd in list(self._open):
+            self.close(fd)
+
+
+async def _spawn(
+    command: _Command, fds: _Fds
+) -> tuple[Process, int | None, int | None, int | None]:
+    """Start *command*; return the process and the parent's (stdin, stdout, stderr) ends."""
+    stdin_r = stdin_w = out_r = out_w = err_r = err_w = None
+    if command.input is not None:
+        stdin_r, stdin_w = fds.pipe()
+    if command.capture:
+        out_r, out_w = fds.pipe()
+        err_r, err_w = fds.pipe()
+    try:
+        process = await anyio.open_process(
+            command.argv,
+            stdin=stdin_r if stdin_r is not None else DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            cwd=command.cwd,
+            env=command.env,
+            start_new_session=True,
+        )
+    finally:
+        # The child has its own copies now (or there is no child).
+        fds.close(stdin_r)
+        fds.close(out_w)
+        fds.close(err_w)
+    return process, stdin_w, out_r, err_r
+
+
+async def _supervise(command: _Command, grace: float) -> tuple[int, bytes, bytes]:
+    fds = _Fds()
+    try:
+        process, stdin_w, out_r, err_r = await _spawn(command, fds)
+        out = OutputCapture(out_r, command.output_limit) if out_r is not None else None
+        err = OutputCapture(err_r, command.output_limit) if err_r is not None else None
+        try:
+            async with anyio.create_task_group() as tg:
+                if stdin_w is not None:
+                    assert command.input is not None
+                    tg.start_soon(_feed, fds, stdin_w, command.input)
+                if out is not None:
+                    tg.start_soon(out.run)
+                if err is not None:
+                    tg.start_soon(err.run)
+                returncode = await process.wait()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await terminate_group(process, grace, f"command {command.display!r}")
+            raise
+        if group_alive(process.pid):
+            # The child is done, but something it started in its group is
+            # still running: it must not outlive this call.
+            with anyio.CancelScope(shield=True):
+                await terminate_group(process, grace, f"command {command.display!r}")
+    finally:
+        fds.close_all()
+    return (
+        returncode,
+        out.value() if out is not None else b"",
+        err.value() if err is not None else b"",
+    )
+
+
+async def _feed(fds: _Fds, fd: int, data: bytes) -> None:
+    try:
+        await feed_input(fd, data)
+    finally:
+        fds.close(fd)
+
+
+@overload
+async def subprocess(
+    args: str | list[str],
+    text: Literal[True] = True,
+    input: str | bytes | memoryview | None = None,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    capture_output: bool = True,
+    output_limit: int | None = None,
+    timeout: float | None = None,
+    concurrency: bool = True,
+) -> ExecResult[str]: ...
+
+
+@overload
+async def subprocess(
+    args: str | list[str],
+    text: Literal[False],
+    input: str | bytes | memoryview | None = None,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    capture_output: bool = True,
+    output_limit: int | None = None,
+    timeout: float | None = None,
+    concurrency: bool = True,
+) -> ExecResult[bytes]: ...
+
+
+@overload
+async def subprocess(
+    args: str | list[str],
+    text: bool = True,
+    input: str | bytes | memoryview | None = None,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    capture_output: bool = True,
+    output_limit: int | None = None,
+    timeout: float | None = None,
+    concurrency: bool = True,
+) -> ExecResult[str] | ExecResult[bytes]: ...
+
+
+async def subprocess(
+    args: str | list[str],
+    text: bool = True,
+    input: str | bytes | memoryview | None = None,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    capture_output: bool = True,
+    output_limit: int | None = None,
+    timeout: float | None = None,
+    concurrency: bool = True,
+) -> ExecResult[str] | ExecResult[bytes]:
+    """Run a command to completion under supervision and return its result.
+
+    The child runs in its own session and process group. A ``str`` command
+    runs through ``/bin/sh -c``; a list is executed directly.
+
+    Args:
+        args: The command: a shell command line, or a program and its arguments.
+        text: Decode stdout and stderr as UTF-8 (undecodable bytes become
+            U+FFFD) and return ``ExecResult[str]``; ``False`` returns bytes.
+        input: Data for the child's stdin, written while its output is read,
+            so a child echoing large input cannot deadlock. ``None`` or empty
+            input gives the child an empty stdin (``/dev/null``).
+        cwd: Working directory of the child.
+        env: Variables set on top of ``os.environ`` for the child.
+        capture_output: Capture stdout and stderr; ``False`` lets the child
+            inherit the caller's and returns empty output.
+        output_limit: Keep only the last *output_limit* bytes of each stream.
+            The child runs to completion and memory stays bounded by the limit,
+            however much it writes.
+        timeout: Seconds the command may run, counted once it holds its
+            concurrency slot (time spent waiting for the slot does not count).
+        concurrency: Take a slot of the ``"subprocesses"`` limit (the running
+            task's ``max_subprocesses``, else ``os.cpu_count()``) while running.
+
+    Returns:
+        An :class:`ExecResult`; ``success`` is ``returncode == 0``. A child
+        killed by signal ``N`` has ``returncode == -N``. Output of processes
+        the child left behind is captured until its pipes close.
+
+    Raises:
+        TypeError: An argument has the wrong type; the message names it
+            (for ``env``, the key).
+        ValueError: An empty command, a negative *timeout*, or an
+            *output_limit* below 1.
+        FileNotFoundError: The program or *cwd* does not exist (the message
+            names it).
+        NotADirectoryError: *cwd* is not a directory.
+        PermissionError: The program is not executable.
+        TimeoutError: The command ran longer than *timeout*; the message
+            names the command and the seconds.
+
+    **Cancellation:** this is a checkpoint. When the caller is cancelled, or
+    the timeout expires, the child's whole process group gets SIGTERM; once
+    the child and every member of its group have exited (at once, for a child
+    that dies on SIGTERM), or after the task's kill grace (``kill_grace``,
+    ``$CORRAL_KILL_GRACE``, default 2 s), the group gets SIGKILL and a
+    :class:`RuntimeWarning`. The child is then reaped in a shielded scope
+    bounded in time, its pipes are closed (so a descendant that escaped the
+    group cannot hold the caller), and the cancellation or ``TimeoutError``
+    propagates. Processes left in the group after a normal exit are
+    terminated the same way before this returns.
+    """
+    if not isinstance(text, bool):
+        raise TypeError(f"text must be a bool, got {type(text).__name__}")
+    command = _check_command(args, input, cwd, env, capture_output, output_limit)
+    seconds = check_seconds("timeout", timeout)
+    grace = current_kill_grace()
+    limiter: Limiter | None = subprocess_limiter() if concurrency else None
+
+    if limiter is not None:
+        slot = object()
+        await limiter.acquire_on_behalf_of(slot)
+        try:
+            returncode, out, err = await _run(command, seconds, grace)
+        finally:
+            limiter.release_on_behalf_of(slot)
+    else:
+        returncode, out, err = await _run(command, seconds, grace)
+
+    if text:
+        return ExecResult(
+            returncode == 0,
+            returncode,
+            out.decode("utf-8", errors="replace"),
+            err.decode("utf-8", errors="replace"),
+        )
+    return ExecResult(returncode == 0, returncode, out, err)
+
+
+async def _run(command: _Command, timeout: float | None, grace: float) -> tuple[int, bytes, bytes]:
+    if timeout is None:
+        return await _supervise(command, grace)
+    with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
+        return await _supervise(command, grace)
+    assert scope.cancelled_caught
+    raise TimeoutError(f"Command {command.display!r} timed out after {timeout:g} seconds")

@@ -1,0 +1,248 @@
+"""Task scopes: ``corral.task(...)`` and the settings it carries.
+
+A task is an async context manager around a task group (a nursery). Work
+started with :meth:`Task.start_soon` or :meth:`Task.start` runs inside it;
+when the body raises or is cancelled, everything inside is cancelled, and
+every subprocess started inside is terminated and reaped before the task
+scope exits. Settings (``max_subprocesses``, ``kill_grace``) reach the code
+running inside through a context variable, so each task started in the task
+group sees the settings of the task that started it.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVarTuple, Unpack, final
+
+import anyio
+
+from .._util import NoPublicConstructor
+from ._checks import check_limit, check_seconds, env_seconds
+from ._limits import Limiter, current_registry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup
+
+__all__ = [
+    "KILL_GRACE_ENV",
+    "Task",
+    "TaskStatistics",
+    "current_kill_grace",
+    "current_task",
+    "subprocess_limiter",
+    "task",
+]
+
+PosArgsT = TypeVarTuple("PosArgsT")
+
+#: Environment variable that sets the default kill grace, in seconds.
+KILL_GRACE_ENV = "CORRAL_KILL_GRACE"
+#: Seconds between SIGTERM and SIGKILL when neither a task nor the environment says.
+DEFAULT_KILL_GRACE = 2.0
+SUBPROCESSES = "subprocesses"
+
+_current_task: ContextVar[Task | None] = ContextVar("corral.current_task", default=None)
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatistics:
+    """A snapshot of a :class:`Task`.
+
+    Attributes:
+        name: The task's name.
+        state: ``"new"``, ``"running"`` or ``"closed"``.
+        subprocesses_running: Subprocesses holding a slot of the task's limit.
+        max_subprocesses: The task's subprocess limit.
+    """
+
+    name: str
+    state: str
+    subprocesses_running: int
+    max_subprocesses: int
+
+
+@final
+class Task(metaclass=NoPublicConstructor):
+    """A running task scope; get one from :func:`task`.
+
+    Use it once, as ``async with corral.task(...) as task:``. Entering a task a
+    second time raises :class:`RuntimeError`.
+    """
+
+    def __init__(self, name: str, max_subprocesses: int | None, kill_grace: float | None) -> None:
+        self.name = name
+        self.max_subprocesses = max_subprocesses
+        self.kill_grace = kill_grace
+        self._state = _State.NEW
+        self._task_group: TaskGroup | None = None
+        self._token: Token[Task | None] | None = None
+        self._limiter: Limiter | None = None
+
+    def __repr__(self) -> str:
+        return f"<corral Task {self.name!r} {self._state.value}>"
+
+    async def __aenter__(self) -> Task:
+        if self._state is not _State.NEW:
+            raise RuntimeError(
+                f"task {self.name!r} has already been entered; "
+                "call corral.task() again for a new task scope"
+            )
+        if self.max_subprocesses is not None:
+            # A task-specific limit gets its own registry entry, so that
+            # concurrency_status() shows it while the task runs.
+            self._limiter = current_registry().get_or_create(
+                f"{SUBPROCESSES}/{self.name}",
+                f"{SUBPROCESSES}@task-{id(self):x}",
+                self.max_subprocesses,
+            )
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._token = _current_task.set(self)
+        self._state = _State.RUNNING
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        assert self._token is not None
+        _current_task.reset(self._token)
+        try:
+            return await self._task_group.__aexit__(exc_type, exc_value, traceback)
+        finally:
+            self._state = _State.CLOSED
+            if self._limiter is not None:
+                current_registry().discard(self._limiter)
+
+    def _running_group(self) -> TaskGroup:
+        if self._state is not _State.RUNNING or self._task_group is None:
+            raise RuntimeError(f"task {self.name!r} is not running ({self._state.value})")
+        return self._task_group
+
+    def start_soon(
+        self,
+        func: Callable[[Unpack[PosArgsT]], Coroutine[Any, Any, Any]],
+        *args: *PosArgsT,
+        name: object = None,
+    ) -> None:
+        """Start ``func(*args)`` in the task's task group.
+
+        This is not a checkpoint. The task scope waits for it to finish; if it
+        raises, the other work in the task is cancelled and the error
+        propagates out of the ``async with`` block.
+
+        Raises:
+            RuntimeError: The task is not running.
+        """
+        self._running_group().start_soon(func, *args, name=name)
+
+    async def start(
+        self, func: Callable[..., Coroutine[Any, Any, Any]], *args: object, name: object = None
+    ) -> Any:
+        """Start ``func(*args, task_status=...)`` and wait until it reports ready.
+
+        Returns the value *func* passes to ``task_status.started()``.
+
+        Raises:
+            RuntimeError: The task is not running, or *func* returned without
+                calling ``task_status.started()``.
+        """
+        return await self._running_group().start(func, *args, name=name)
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Cancel everything running in the task, including its body.
+
+        This is not a checkpoint; the cancellation arrives at the next
+        checkpoint of each task inside. Subprocesses are terminated and reaped
+        before the task scope exits.
+        """
+        self._running_group().cancel_scope.cancel(reason)
+
+    def statistics(self) -> TaskStatistics:
+        """Return a frozen snapshot of the task."""
+        limiter = self._limiter
+        in_use = limiter.statistics().in_use if limiter is not None else 0
+        limit = self.max_subprocesses if self.max_subprocesses is not None else _default_limit()
+        return TaskStatistics(self.name, self._state.value, in_use, limit)
+
+
+def task(
+    name: str, *, max_subprocesses: int | None = None, kill_grace: float | None = None
+) -> Task:
+    """Create a task scope, to be entered with ``async with``.
+
+    Args:
+        name: The task's name, used in messages and status displays.
+        max_subprocesses: How many subprocesses may run at once inside this
+            task. ``None`` shares the event loop's ``"subprocesses"`` limit
+            (``os.cpu_count()`` slots).
+        kill_grace: Seconds between SIGTERM and SIGKILL when a subprocess
+            inside the task is cancelled or times out. ``None`` takes
+            ``$CORRAL_KILL_GRACE``, else 2 seconds.
+
+    Returns:
+        A :class:`Task`, not yet entered.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: *name* is empty, *max_subprocesses* is less than 1 or
+            *kill_grace* is negative.
+
+    **Cancellation:** leaving the ``async with`` block waits for the work
+    started in the task. If the body or any of that work raises, or the
+    enclosing scope is cancelled, all of it is cancelled, and the block exits
+    only once every subprocess started inside has been terminated and reaped.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if not name:
+        raise ValueError("name must not be empty")
+    if max_subprocesses is not None:
+        check_limit("max_subprocesses", max_subprocesses)
+    grace = check_seconds("kill_grace", kill_grace)
+    return Task._create(name, max_subprocesses, grace)
+
+
+def current_task() -> Task | None:
+    """Return the innermost running task scope, or ``None`` outside any."""
+    return _current_task.get()
+
+
+def current_kill_grace() -> float:
+    """Return the kill grace in force: the task's, else ``$CORRAL_KILL_GRACE``, else 2 s.
+
+    Raises:
+        ValueError: ``$CORRAL_KILL_GRACE`` is not a number of seconds.
+    """
+    running = _current_task.get()
+    if running is not None and running.kill_grace is not None:
+        return running.kill_grace
+    return env_seconds(KILL_GRACE_ENV, DEFAULT_KILL_GRACE)
+
+
+def _default_limit() -> int:
+    return os.cpu_count() or 1
+
+
+def subprocess_limiter() -> Limiter:
+    """Return the limiter that ``subprocess()`` takes a slot of, here and now."""
+    running = _current_task.get()
+    if running is not None and running._limiter is not None:
+        return running._limiter
+    return current_registry().get_or_create(SUBPROCESSES, SUBPROCESSES, _default_limit())

@@ -1,0 +1,16 @@
+"""The corral utility API, with the names and signatures of ``inspect_ai.util``.
+
+Code written against ``inspect_ai.util`` ports by changing the import to
+``corral.util``. This module only re-exports; the implementations live in
+:mod:`corral.runtime` (and, as they land, :mod:`corral.sandboxes` and
+:mod:`corral.tracing`).
+"""
+
+from ..runtime import ExecResult, concurrency, concurrency_status, subprocess
+
+__all__ = [
+    "ExecResult",
+    "concurrency",
+    "concurrency_status",
+    "subprocess",
+]
