@@ -1,0 +1,207 @@
+"""Helpers shared by the ``bench_*.py`` scripts.
+
+Every benchmark measures corral side by side with a raw trio/anyio baseline in
+the same run, alternating the two from round to round, and prints one JSON
+line per figure on stdout (progress goes to stderr). The figures are medians
+of the rounds, and ``ratio`` is always ``corral / baseline``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+__all__ = [
+    "BACKENDS",
+    "PY",
+    "count_procs",
+    "emit",
+    "kill_procs",
+    "live_descendants",
+    "log",
+    "marker",
+    "median",
+    "now",
+    "raise_nofile",
+    "side_by_side",
+]
+
+#: The Python running the benchmarks, for ``sys.executable -c`` children.
+PY = sys.executable
+#: The backends every two-backend figure is measured under, in this order.
+BACKENDS = ("trio", "asyncio")
+
+now = time.perf_counter
+
+
+def log(message: str) -> None:
+    """Write a progress line to stderr (stdout is reserved for JSON lines)."""
+    print(f"[{os.path.basename(sys.argv[0])}] {message}", file=sys.stderr, flush=True)
+
+
+def median(samples: list[float]) -> float:
+    """Return the median of *samples*."""
+    return float(statistics.median(samples))
+
+
+def _sig(value: float, digits: int = 4) -> float:
+    """Round *value* to *digits* significant digits, for readable JSON."""
+    return float(f"{value:.{digits}g}")
+
+
+def side_by_side(
+    rounds: int,
+    corral: Callable[[], float],
+    baseline: Callable[[], float],
+    *,
+    label: str = "",
+    warmup: bool = True,
+) -> tuple[list[float], list[float]]:
+    """Run *corral* and *baseline* alternately for *rounds* rounds.
+
+    The order flips every round so neither side always runs first (on a noisy
+    machine the first of a pair is often luckier or unluckier). With *warmup*,
+    one untimed call of each comes first. Returns the two lists of samples.
+    """
+    if warmup:
+        corral()
+        baseline()
+    corral_samples: list[float] = []
+    baseline_samples: list[float] = []
+    for i in range(rounds):
+        order = ((corral, corral_samples), (baseline, baseline_samples))
+        for run, samples in order if i % 2 == 0 else reversed(order):
+            samples.append(run())
+        log(f"{label} round {i + 1}/{rounds}: corral={corral_samples[-1]:.4g} "
+            f"baseline={baseline_samples[-1]:.4g}")
+    return corral_samples, baseline_samples
+
+
+def emit(
+    *,
+    benchmark: str,
+    figure: str,
+    corral: float,
+    baseline: float | None,
+    unit: str,
+    goal: str,
+    met: bool,
+    backend: str | None = None,
+    ratio: float | None = None,
+    corral_samples: list[float] | None = None,
+    baseline_samples: list[float] | None = None,
+    **extra: object,
+) -> None:
+    """Print one figure as one JSON line on stdout.
+
+    ``ratio`` defaults to ``corral / baseline``. Samples, when given, are
+    included (rounded) so the spread of the rounds can be judged.
+    """
+    if ratio is None and baseline:
+        ratio = corral / baseline
+    record: dict[str, object] = {
+        "benchmark": benchmark,
+        "figure": figure,
+        "backend": backend,
+        "corral": _sig(corral),
+        "baseline": None if baseline is None else _sig(baseline),
+        "unit": unit,
+        "ratio": None if ratio is None else _sig(ratio, 3),
+        "goal": goal,
+        "met": bool(met),
+    }
+    if corral_samples is not None:
+        record["rounds"] = len(corral_samples)
+        record["corral_samples"] = [_sig(x) for x in corral_samples]
+    if baseline_samples is not None:
+        record["baseline_samples"] = [_sig(x) for x in baseline_samples]
+    record.update(extra)
+    print(json.dumps(record), flush=True)
+
+
+def marker(base: int) -> str:
+    """Return a sleep duration unique to this process, e.g. ``"30.4711"``.
+
+    Children sleeping for it are recognisable in ``/proc`` as ours (and not
+    some other program's ``sleep 30``), even after they were reparented.
+    """
+    return f"{base}.{os.getpid()}"
+
+
+def _processes() -> Iterator[tuple[int, bytes, int, bytes]]:
+    """Yield ``(pid, state, ppid, cmdline)`` for every process in ``/proc``."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, IndexError):
+            continue
+        yield int(name), fields[0], int(fields[1]), cmdline
+
+
+def _matching(text: str) -> list[int]:
+    needle = text.encode()
+    me = os.getpid()
+    return [
+        pid
+        for pid, state, _, cmdline in _processes()
+        if pid != me and state != b"Z" and needle in cmdline
+    ]
+
+
+def count_procs(text: str) -> int:
+    """Count live (non-zombie) processes whose command line contains *text*.
+
+    Pass a :func:`marker` so that only this benchmark's children match.
+    """
+    return len(_matching(text))
+
+
+def kill_procs(text: str) -> int:
+    """SIGKILL, by pid, the live processes whose command line contains *text*.
+
+    Returns how many were killed. Used after a baseline that leaves
+    processes behind, so the next measurement starts clean.
+    """
+    pids = _matching(text)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
+
+
+def live_descendants() -> int:
+    """Count live (non-zombie) descendants of this process."""
+    me = os.getpid()
+    parents = {pid: ppid for pid, state, ppid, _ in _processes() if state != b"Z"}
+    count = 0
+    for pid in parents:
+        ancestor = parents.get(pid)
+        while ancestor is not None and ancestor > 1:
+            if ancestor == me:
+                count += 1
+                break
+            ancestor = parents.get(ancestor)
+    return count
+
+
+def raise_nofile() -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
