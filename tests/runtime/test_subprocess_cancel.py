@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 import resource
+import shlex
+import warnings
 
 import anyio
 import pytest
@@ -95,16 +97,17 @@ async def test_kill_grace_from_the_environment(
     no_leftovers: str, fifo: Fifo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CORRAL_KILL_GRACE", "0.2")
-    with anyio.fail_after(HANG_GUARD):
+    with anyio.fail_after(HANG_GUARD), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         async with anyio.create_task_group() as tg:
-
-            async def run() -> None:
-                with pytest.warns(RuntimeWarning, match=r"still running 0\.2 s after SIGTERM"):
-                    await subprocess(_ignores_term(no_leftovers, str(fifo.path)))
-
-            tg.start_soon(run)
+            tg.start_soon(subprocess, _ignores_term(no_leftovers, str(fifo.path)))
             await fifo.wait()
             tg.cancel_scope.cancel()
+    (message,) = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert message.startswith(
+        f"command {shlex.join(_ignores_term(no_leftovers, str(fifo.path)))!r}"
+    )
+    assert message.endswith("was still running 0.2 s after SIGTERM; sent SIGKILL")
 
 
 async def test_task_kill_grace_overrides_the_environment(
