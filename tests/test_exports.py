@@ -51,6 +51,16 @@ def test_util_facade_holds_no_logic() -> None:
             continue  # docstring
         if isinstance(node, ast.ImportFrom):
             continue
+        if isinstance(node, ast.Delete) and [getattr(t, "id", None) for t in node.targets] == [
+            "fixup_module_metadata"
+        ]:
+            continue
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "fixup_module_metadata"
+        ):
+            continue
         if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
             "__all__"
         ]:
@@ -59,9 +69,11 @@ def test_util_facade_holds_no_logic() -> None:
 
 
 def test_private_modules_are_hidden_in_reprs() -> None:
-    assert corral.util.ExecResult.__module__ == "corral.runtime"
-    assert corral.util.subprocess.__module__ == "corral.runtime"
+    assert corral.util.ExecResult.__module__ == "corral.util"
+    assert corral.util.subprocess.__module__ == "corral.util"
+    assert corral.util.concurrency.__qualname__ == "concurrency"
     assert corral.task.__module__ == "corral.runtime"
+    assert corral.Task.statistics.__module__ == "corral.runtime"
 
 
 def test_package_is_typed() -> None:

@@ -8,6 +8,7 @@ compatible facade over it. The top level offers the task scope itself::
         task.start_soon(run_sample, 1)
 """
 
+from . import util
 from ._version import __version__
 from .runtime import Task, current_task, task
 

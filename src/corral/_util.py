@@ -35,12 +35,15 @@ class NoPublicConstructor(type):
         return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
 
 
-def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
+def fixup_module_metadata(
+    module_name: str, namespace: dict[str, Any], *, facade: bool = False
+) -> None:
     """Point ``__module__`` of every public object in *namespace* at *module_name*.
 
-    Only objects defined inside the ``corral`` package are touched, and each one
-    only once (the first public package to claim it wins), so ``corral.runtime``
-    can claim the runtime's objects before ``corral.util`` re-exports them.
+    Only objects defined inside the ``corral`` package are touched. A package
+    claims objects that still name a private module; a *facade* (``corral.util``)
+    claims every corral object it re-exports, so users see ``corral.util.X``
+    for the names they import from there.
     """
     seen: set[int] = set()
 
@@ -49,7 +52,9 @@ def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
             return
         seen.add(id(obj))
         mod = getattr(obj, "__module__", None)
-        if not isinstance(mod, str) or not mod.startswith("corral.") or "._" not in mod:
+        if not isinstance(mod, str) or not mod.startswith("corral."):
+            return
+        if not facade and "._" not in mod:
             return
         setattr(obj, "__module__", module_name)  # noqa: B010
         if isinstance(obj, type):

@@ -122,6 +122,11 @@ async def test_a_different_limit_for_a_key_warns_once_and_first_wins(
     assert concurrency_status()["k"] == (0, 2)
 
 
+async def test_keys_sharing_a_display_name_are_all_listed() -> None:
+    async with concurrency("api", 1, key="a"), concurrency("api", 2, key="b"):
+        assert concurrency_status() == {"api": (1, 1), "api [b]": (1, 2)}
+
+
 async def test_invisible_limits_are_not_listed() -> None:
     async with concurrency("hidden", 1, visible=False):
         assert "hidden" not in concurrency_status()

@@ -237,4 +237,4 @@ def test_exec_result_is_a_generic_dataclass() -> None:
     )
     result.stdout = b"changed"  # mutable, as in inspect_ai
     assert result.stdout == b"changed"
-    assert sys.modules[ExecResult.__module__] is sys.modules["corral.runtime"]
+    assert sys.modules[ExecResult.__module__] is sys.modules["corral.util"]

@@ -93,6 +93,19 @@ async def test_term_ignoring_child_is_killed_after_the_grace(no_leftovers: str, 
                 await subprocess(_ignores_term(no_leftovers, str(fifo.path)), timeout=5)
 
 
+async def test_escalation_warning_raised_as_error_still_reaps(
+    no_leftovers: str, fifo: Fifo
+) -> None:
+    """Regression: under ``-W error`` the SIGKILL warning raised before the reap."""
+    with anyio.fail_after(HANG_GUARD), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        async with corral.task("t", kill_grace=0.1):
+            with pytest.raises(RuntimeWarning, match="sent SIGKILL"):
+                await subprocess(_ignores_term(no_leftovers, str(fifo.path)), timeout=0.1)
+            # The child was killed and reaped before the warning was raised.
+            assert processes_matching(no_leftovers) == []
+
+
 async def test_kill_grace_from_the_environment(
     no_leftovers: str, fifo: Fifo, monkeypatch: pytest.MonkeyPatch
 ) -> None:

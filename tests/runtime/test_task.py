@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -118,9 +121,38 @@ async def test_task_limit_is_listed_while_the_task_runs() -> None:
 async def test_without_a_limit_the_loop_wide_one_is_used() -> None:
     async with corral.task("eval"):
         await subprocess(["true"])
-    import os
-
     assert concurrency_status() == {"subprocesses": (0, os.cpu_count() or 1)}
+
+
+async def test_nested_task_inherits_unset_settings(
+    fifo: Fifo, no_leftovers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CORRAL_KILL_GRACE", "600")
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    code += f"open({str(fifo.path)!r}, 'w').write('x'); time.sleep({no_leftovers})"
+    with anyio.fail_after(60):
+        async with corral.task("outer", max_subprocesses=3, kill_grace=0.1) as outer:
+            async with corral.task("inner") as inner:
+                assert inner.statistics().max_subprocesses == 3
+                with (
+                    pytest.warns(RuntimeWarning, match=r"still running 0\.1 s"),
+                    pytest.raises(TimeoutError),
+                ):
+                    await subprocess([sys.executable, "-c", code], timeout=0.1)
+                async with corral.task("own", max_subprocesses=1) as own:
+                    assert own.statistics().max_subprocesses == 1
+            assert outer.statistics().max_subprocesses == 3
+
+
+async def test_statistics_of_a_task_without_its_own_limit(fifo: Fifo, no_leftovers: str) -> None:
+    async with corral.task("t", kill_grace=600) as task:
+        task.start_soon(
+            subprocess, ["sh", "-c", f"{fifo.shell_ready()}; exec sleep {no_leftovers}"]
+        )
+        await fifo.wait()
+        stats = task.statistics()
+        assert (stats.subprocesses_running, stats.max_subprocesses) == (1, os.cpu_count() or 1)
+        task.cancel()
 
 
 async def test_a_task_is_entered_once() -> None:
@@ -148,6 +180,7 @@ def test_task_has_no_public_constructor() -> None:
         ({"name": "t", "max_subprocesses": 2.0}, TypeError, "max_subprocesses must be an int"),
         ({"name": "t", "kill_grace": -1}, ValueError, "kill_grace must be >= 0"),
         ({"name": "t", "kill_grace": "2"}, TypeError, "kill_grace must be a number"),
+        ({"name": "t", "kill_grace": float("inf")}, ValueError, "kill_grace must be a finite"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, object], exc: type[Exception], match: str) -> None:

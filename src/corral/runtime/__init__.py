@@ -5,14 +5,12 @@ most are also re-exported, with ``inspect_ai``-compatible signatures, from
 :mod:`corral.util`.
 """
 
-from ._limits import Limiter, LimiterStatistics, concurrency, concurrency_status
+from ._limits import concurrency, concurrency_status
 from ._subprocess import ExecResult, subprocess
 from ._task import Task, TaskStatistics, current_task, task
 
 __all__ = [
     "ExecResult",
-    "Limiter",
-    "LimiterStatistics",
     "Task",
     "TaskStatistics",
     "concurrency",

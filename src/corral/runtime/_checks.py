@@ -12,19 +12,21 @@ import os
 __all__ = ["check_limit", "check_seconds", "env_seconds"]
 
 
-def check_seconds(name: str, value: object, *, allow_none: bool = True) -> float | None:
-    """Return *value* as seconds, or raise naming the parameter *name*.
+def check_seconds(name: str, value: object, *, finite: bool = False) -> float | None:
+    """Return *value* as seconds (``None`` stays ``None``), or raise naming *name*.
 
     Raises:
         TypeError: *value* is not a real number (``bool`` is refused).
-        ValueError: *value* is negative or NaN.
+        ValueError: *value* is negative or NaN, or infinite when *finite*.
     """
-    if value is None and allow_none:
+    if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+    if finite and math.isinf(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
     return float(value)
 
 

@@ -75,8 +75,8 @@ class LimiterStatistics:
 class Limiter:
     """A named capacity limiter owned by one event loop's registry.
 
-    Users get these from the registry, never by construction; they are shown
-    by :func:`concurrency_status` and by ``Task.statistics()``.
+    Internal: users see limiters through :func:`concurrency_status` and
+    ``Task.statistics()``.
     """
 
     __slots__ = ("_native", "_warned", "key", "limit", "name", "visible")
@@ -232,10 +232,14 @@ def concurrency(
 def concurrency_status() -> dict[str, tuple[int, int]]:
     """Return ``{name: (in_use, limit)}`` for the visible limits of this event loop.
 
-    This is not a checkpoint. It must be called inside a running event loop.
+    Limits are listed under their display name; when two keys share one, the
+    later is listed as ``"name [key]"``. This is not a checkpoint. It must be
+    called inside a running event loop.
     """
     status: dict[str, tuple[int, int]] = {}
     for limiter in current_registry():
         if limiter.visible:
-            status[limiter.name] = (limiter._native.borrowed_tokens, limiter.limit)
+            # Two keys may share a display name: never let one hide the other.
+            name = limiter.name if limiter.name not in status else f"{limiter.name} [{limiter.key}]"
+            status[name] = (limiter._native.borrowed_tokens, limiter.limit)
     return status

@@ -111,9 +111,9 @@ async def terminate_group(process: GroupProcess, grace: float, description: str)
     """Stop every process in *process*'s group and reap *process*.
 
     Sends SIGTERM to the group, waits up to *grace* seconds for the child to
-    exit and the group to empty, then sends SIGKILL to the group (with a
-    :class:`RuntimeWarning`) and waits, at most :data:`REAP_TIMEOUT` seconds,
-    for the child to be reaped. Returns as soon as the group is gone: a child
+    exit and the group to empty, then sends SIGKILL to the group, waits at
+    most :data:`REAP_TIMEOUT` seconds for the child to be reaped, and emits a
+    :class:`RuntimeWarning` about the escalation. Returns as soon as the group is gone: a child
     that dies on SIGTERM costs no grace at all.
 
     Call it inside a shielded cancel scope: it must run to the end even when
@@ -125,12 +125,15 @@ async def terminate_group(process: GroupProcess, grace: float, description: str)
         await _wait_group_gone(process)
     if not scope.cancelled_caught:
         return
-    if _signal_process(process, signal.SIGKILL):
+    killed = _signal_process(process, signal.SIGKILL)
+    with anyio.move_on_after(REAP_TIMEOUT), contextlib.suppress(ProcessLookupError):
+        await process.wait()
+    if killed:
+        # Warn only once the child is reaped: under ``-W error`` the warning
+        # raises, and it must not cut the cleanup short.
         warnings.warn(
             f"{description} (process group {process.pid}) was still running {grace:g} s "
             "after SIGTERM; sent SIGKILL",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=4,
         )
-    with anyio.move_on_after(REAP_TIMEOUT), contextlib.suppress(ProcessLookupError):
-        await process.wait()

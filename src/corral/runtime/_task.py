@@ -88,7 +88,11 @@ class Task(metaclass=NoPublicConstructor):
         self._state = _State.NEW
         self._task_group: TaskGroup | None = None
         self._token: Token[Task | None] | None = None
+        # Effective settings, resolved on entry: a task that leaves a setting
+        # as None inherits it from the enclosing task.
         self._limiter: Limiter | None = None
+        self._owns_limiter = False
+        self._kill_grace: float | None = kill_grace
 
     def __repr__(self) -> str:
         return f"<corral Task {self.name!r} {self._state.value}>"
@@ -99,6 +103,7 @@ class Task(metaclass=NoPublicConstructor):
                 f"task {self.name!r} has already been entered; "
                 "call corral.task() again for a new task scope"
             )
+        parent = _current_task.get()
         if self.max_subprocesses is not None:
             # A task-specific limit gets its own registry entry, so that
             # concurrency_status() shows it while the task runs.
@@ -107,6 +112,13 @@ class Task(metaclass=NoPublicConstructor):
                 f"{SUBPROCESSES}@task-{id(self):x}",
                 self.max_subprocesses,
             )
+            self._owns_limiter = True
+        elif parent is not None:
+            self._limiter = parent._limiter
+        else:
+            self._limiter = _shared_limiter()
+        if self._kill_grace is None and parent is not None:
+            self._kill_grace = parent._kill_grace
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -127,7 +139,7 @@ class Task(metaclass=NoPublicConstructor):
             return await self._task_group.__aexit__(exc_type, exc_value, traceback)
         finally:
             self._state = _State.CLOSED
-            if self._limiter is not None:
+            if self._owns_limiter and self._limiter is not None:
                 current_registry().discard(self._limiter)
 
     def _running_group(self) -> TaskGroup:
@@ -175,11 +187,18 @@ class Task(metaclass=NoPublicConstructor):
         self._running_group().cancel_scope.cancel(reason)
 
     def statistics(self) -> TaskStatistics:
-        """Return a frozen snapshot of the task."""
+        """Return a frozen snapshot of the task.
+
+        ``subprocesses_running`` counts the holders of the limit the task's
+        subprocesses use: its own, else the enclosing task's, else the event
+        loop's shared ``"subprocesses"`` limit (whose other holders count too).
+        """
         limiter = self._limiter
-        in_use = limiter.statistics().in_use if limiter is not None else 0
-        limit = self.max_subprocesses if self.max_subprocesses is not None else _default_limit()
-        return TaskStatistics(self.name, self._state.value, in_use, limit)
+        if limiter is None:
+            limit = self.max_subprocesses if self.max_subprocesses is not None else _default_limit()
+            return TaskStatistics(self.name, self._state.value, 0, limit)
+        stats = limiter.statistics()
+        return TaskStatistics(self.name, self._state.value, stats.in_use, stats.limit)
 
 
 def task(
@@ -190,11 +209,13 @@ def task(
     Args:
         name: The task's name, used in messages and status displays.
         max_subprocesses: How many subprocesses may run at once inside this
-            task. ``None`` shares the event loop's ``"subprocesses"`` limit
+            task; the task gets a limit of its own, separate from the shared
+            one. ``None`` uses the enclosing task's limit, or outside any task
+            the event loop's shared ``"subprocesses"`` limit
             (``os.cpu_count()`` slots).
         kill_grace: Seconds between SIGTERM and SIGKILL when a subprocess
-            inside the task is cancelled or times out. ``None`` takes
-            ``$CORRAL_KILL_GRACE``, else 2 seconds.
+            inside the task is cancelled or times out. ``None`` inherits the
+            enclosing task's, else takes ``$CORRAL_KILL_GRACE``, else 2 s.
 
     Returns:
         A :class:`Task`, not yet entered.
@@ -215,7 +236,7 @@ def task(
         raise ValueError("name must not be empty")
     if max_subprocesses is not None:
         check_limit("max_subprocesses", max_subprocesses)
-    grace = check_seconds("kill_grace", kill_grace)
+    grace = check_seconds("kill_grace", kill_grace, finite=True)
     return Task._create(name, max_subprocesses, grace)
 
 
@@ -231,8 +252,8 @@ def current_kill_grace() -> float:
         ValueError: ``$CORRAL_KILL_GRACE`` is not a number of seconds.
     """
     running = _current_task.get()
-    if running is not None and running.kill_grace is not None:
-        return running.kill_grace
+    if running is not None and running._kill_grace is not None:
+        return running._kill_grace
     return env_seconds(KILL_GRACE_ENV, DEFAULT_KILL_GRACE)
 
 
@@ -245,4 +266,8 @@ def subprocess_limiter() -> Limiter:
     running = _current_task.get()
     if running is not None and running._limiter is not None:
         return running._limiter
+    return _shared_limiter()
+
+
+def _shared_limiter() -> Limiter:
     return current_registry().get_or_create(SUBPROCESSES, SUBPROCESSES, _default_limit())

@@ -14,3 +14,8 @@ __all__ = [
     "concurrency_status",
     "subprocess",
 ]
+
+from .._util import fixup_module_metadata
+
+fixup_module_metadata(__name__, globals(), facade=True)
+del fixup_module_metadata
