@@ -5,19 +5,59 @@ most are also re-exported, with ``inspect_ai``-compatible signatures, from
 :mod:`corral.util`.
 """
 
+from ._changes import store_from_events
+from ._events import (
+    BaseEvent,
+    Event,
+    InfoEvent,
+    InputEvent,
+    JsonChange,
+    SandboxEvent,
+    SpanBeginEvent,
+    SpanEndEvent,
+    StoreEvent,
+    SubtaskEvent,
+    current_span_id,
+)
 from ._limits import concurrency, concurrency_status
+from ._sample import Sample, SampleLog
+from ._span import span
+from ._store import Store, store
 from ._subprocess import ExecResult, subprocess
+from ._subtask import Subtask, subtask
 from ._task import Task, TaskStatistics, current_task, task
+from ._transcript import Transcript, transcript
 
 __all__ = [
+    "BaseEvent",
+    "Event",
     "ExecResult",
+    "InfoEvent",
+    "InputEvent",
+    "JsonChange",
+    "Sample",
+    "SampleLog",
+    "SandboxEvent",
+    "SpanBeginEvent",
+    "SpanEndEvent",
+    "Store",
+    "StoreEvent",
+    "Subtask",
+    "SubtaskEvent",
     "Task",
     "TaskStatistics",
+    "Transcript",
     "concurrency",
     "concurrency_status",
+    "current_span_id",
     "current_task",
+    "span",
+    "store",
+    "store_from_events",
     "subprocess",
+    "subtask",
     "task",
+    "transcript",
 ]
 
 from .._util import fixup_module_metadata

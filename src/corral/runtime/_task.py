@@ -22,12 +22,16 @@ import anyio
 from .._util import NoPublicConstructor
 from ._checks import check_limit, check_seconds, env_seconds
 from ._limits import Limiter, current_registry
+from ._sample import Sample, open_sample
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+    from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
     from anyio.abc import TaskGroup
+
+    from ._store import Store
 
 __all__ = [
     "KILL_GRACE_ENV",
@@ -176,6 +180,35 @@ class Task(metaclass=NoPublicConstructor):
                 calling ``task_status.started()``.
         """
         return await self._running_group().start(func, *args, name=name)
+
+    def sample(
+        self,
+        id: int | str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        store: Store | dict[str, Any] | None = None,
+    ) -> AbstractAsyncContextManager[Sample]:
+        """Open a sample scope: ``async with task.sample(id) as sample:``.
+
+        Inside the scope, ``store()`` and ``transcript()`` resolve to the
+        sample's own, and the scope is recorded as a span of type
+        ``"sample"`` whose ``StoreEvent`` holds every change the sample made
+        (the initial contents are recorded first, as a ``StoreEvent`` of
+        their own). Concurrent samples never see each other's state.
+
+        Args:
+            id: The sample's id.
+            metadata: JSON-serialisable data describing the sample.
+            store: Initial store contents (a dict is deep-copied), or the
+                :class:`Store` to use.
+
+        Raises:
+            TypeError: An argument has the wrong type, or *metadata* is not
+                JSON-serialisable.
+            RuntimeError: The task is not running.
+        """
+        self._running_group()
+        return open_sample(id, metadata, store)
 
     def cancel(self, reason: str | None = None) -> None:
         """Cancel everything running in the task, including its body.

@@ -6,13 +6,58 @@ Code written against ``inspect_ai.util`` ports by changing the import to
 :mod:`corral.tracing`).
 """
 
-from ..runtime import ExecResult, concurrency, concurrency_status, subprocess
+from ..runtime import (
+    BaseEvent,
+    Event,
+    ExecResult,
+    InfoEvent,
+    InputEvent,
+    JsonChange,
+    SampleLog,
+    SandboxEvent,
+    SpanBeginEvent,
+    SpanEndEvent,
+    Store,
+    StoreEvent,
+    Subtask,
+    SubtaskEvent,
+    Transcript,
+    concurrency,
+    concurrency_status,
+    current_span_id,
+    span,
+    store,
+    store_from_events,
+    subprocess,
+    subtask,
+    transcript,
+)
 
 __all__ = [
+    "BaseEvent",
+    "Event",
     "ExecResult",
+    "InfoEvent",
+    "InputEvent",
+    "JsonChange",
+    "SampleLog",
+    "SandboxEvent",
+    "SpanBeginEvent",
+    "SpanEndEvent",
+    "Store",
+    "StoreEvent",
+    "Subtask",
+    "SubtaskEvent",
+    "Transcript",
     "concurrency",
     "concurrency_status",
+    "current_span_id",
+    "span",
+    "store",
+    "store_from_events",
     "subprocess",
+    "subtask",
+    "transcript",
 ]
 
 from .._util import fixup_module_metadata
