@@ -8,6 +8,7 @@ of the rounds, and ``ratio`` is always ``corral / baseline``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -16,6 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 __all__ = [
     "BACKENDS",
@@ -28,8 +30,10 @@ __all__ = [
     "marker",
     "median",
     "now",
+    "paired_ratio",
     "raise_nofile",
     "side_by_side",
+    "zombie_children",
 ]
 
 #: The Python running the benchmarks, for ``sys.executable -c`` children.
@@ -38,6 +42,8 @@ PY = sys.executable
 BACKENDS = ("trio", "asyncio")
 
 now = time.perf_counter
+
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -57,30 +63,50 @@ def _sig(value: float, digits: int = 4) -> float:
 
 def side_by_side(
     rounds: int,
-    corral: Callable[[], float],
-    baseline: Callable[[], float],
+    corral: Callable[[], T],
+    baseline: Callable[[], T],
     *,
     label: str = "",
     warmup: bool = True,
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[T], list[T]]:
     """Run *corral* and *baseline* alternately for *rounds* rounds.
 
     The order flips every round so neither side always runs first (on a noisy
     machine the first of a pair is often luckier or unluckier). With *warmup*,
-    one untimed call of each comes first. Returns the two lists of samples.
+    one untimed call of each comes first. Returns the two lists of samples,
+    whatever each call returns (a float, or a tuple of figures).
     """
     if warmup:
         corral()
         baseline()
-    corral_samples: list[float] = []
-    baseline_samples: list[float] = []
+    corral_samples: list[T] = []
+    baseline_samples: list[T] = []
     for i in range(rounds):
         order = ((corral, corral_samples), (baseline, baseline_samples))
-        for run, samples in order if i % 2 == 0 else reversed(order):
+        for run, samples in order if i % 2 == 0 else order[::-1]:
             samples.append(run())
-        log(f"{label} round {i + 1}/{rounds}: corral={corral_samples[-1]:.4g} "
-            f"baseline={baseline_samples[-1]:.4g}")
+        log(
+            f"{label} round {i + 1}/{rounds}: corral={_show(corral_samples[-1])} "
+            f"baseline={_show(baseline_samples[-1])}"
+        )
     return corral_samples, baseline_samples
+
+
+def _show(sample: object) -> str:
+    if isinstance(sample, float):
+        return f"{sample:.4g}"
+    if isinstance(sample, tuple):
+        return "(" + ", ".join(_show(x) for x in sample) + ")"
+    return str(sample)
+
+
+def paired_ratio(corral: list[float], baseline: list[float]) -> float:
+    """Median of the per-round ratios ``corral[i] / baseline[i]``.
+
+    Each round runs the two back to back, so this cancels slow drifts in the
+    machine's load better than the ratio of the two medians.
+    """
+    return median([c / b for c, b in zip(corral, baseline, strict=True)])
 
 
 def emit(
@@ -96,12 +122,14 @@ def emit(
     ratio: float | None = None,
     corral_samples: list[float] | None = None,
     baseline_samples: list[float] | None = None,
+    details: dict[str, object] | None = None,
     **extra: object,
 ) -> None:
     """Print one figure as one JSON line on stdout.
 
     ``ratio`` defaults to ``corral / baseline``. Samples, when given, are
-    included (rounded) so the spread of the rounds can be judged.
+    included (rounded) so the spread of the rounds can be judged. Further
+    keys come from *details* and the other keyword arguments.
     """
     if ratio is None and baseline:
         ratio = corral / baseline
@@ -121,6 +149,7 @@ def emit(
         record["corral_samples"] = [_sig(x) for x in corral_samples]
     if baseline_samples is not None:
         record["baseline_samples"] = [_sig(x) for x in baseline_samples]
+    record.update(details or {})
     record.update(extra)
     print(json.dumps(record), flush=True)
 
@@ -175,10 +204,8 @@ def kill_procs(text: str) -> int:
     """
     pids = _matching(text)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return len(pids)
 
 
@@ -195,6 +222,12 @@ def live_descendants() -> int:
                 break
             ancestor = parents.get(ancestor)
     return count
+
+
+def zombie_children() -> int:
+    """Count children of this process that exited but were not reaped."""
+    me = os.getpid()
+    return sum(1 for _, state, ppid, _ in _processes() if ppid == me and state == b"Z")
 
 
 def raise_nofile() -> int:
