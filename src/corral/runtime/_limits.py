@@ -1,7 +1,7 @@
 """Named concurrency limits: ``concurrency()`` and ``concurrency_status()``.
 
 A *named limit* is a capacity limiter looked up by key in a registry that
-belongs to the running event loop (an :class:`anyio.lowlevel.RunVar`), so two
+belongs to the running event loop (a run variable), so two
 ``trio.run`` calls in one process, or trio followed by asyncio, never share a
 limiter. The first request for a key fixes its limit; a later request with a
 different limit is logged once and otherwise ignored, as in ``inspect_ai``.
@@ -13,14 +13,15 @@ several slots of the same limit (nested use takes one slot each).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, final
 
 import anyio
 import sniffio
 import trio
-from anyio.lowlevel import RunVar
 
 from ._checks import check_limit
 
@@ -144,16 +145,33 @@ class _Registry:
         return iter(list(self._limiters.values()))
 
 
-_registry_var: RunVar[_Registry] = RunVar("corral.concurrency.registry")
+# One registry per event loop run. anyio's RunVar would do, but it looks the
+# backend up on every call and concurrency() sits on hot paths, so each
+# backend gets its own cheap lookup: trio's RunVar, and a weak mapping keyed
+# by the running asyncio loop.
+_trio_registry: trio.lowlevel.RunVar[_Registry] = trio.lowlevel.RunVar("corral.registry")
+_asyncio_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Registry] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def current_registry() -> _Registry:
-    """Return the running event loop's registry, creating it on first use."""
+    """Return the running event loop's registry, creating it on first use.
+
+    Raises:
+        RuntimeError: No trio or asyncio event loop is running in this thread.
+    """
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        registry = _asyncio_registries.get(loop)
+        if registry is None:
+            registry = _asyncio_registries[loop] = _Registry()
+        return registry
     try:
-        return _registry_var.get()
+        return _trio_registry.get()
     except LookupError:
         registry = _Registry()
-        _registry_var.set(registry)
+        _trio_registry.set(registry)
         return registry
 
 

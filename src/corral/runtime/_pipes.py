@@ -3,8 +3,8 @@
 The supervisor makes its own pipes (rather than letting ``Popen`` make them)
 so that it controls them fully under both backends: the parent's ends are
 non-blocking and waited on with :func:`anyio.wait_readable` /
-:func:`anyio.wait_writable`, a busy pipe is grown to 1 MiB to cut the number
-of reads, and the supervisor can close its ends at any time, which is how the
+:func:`anyio.wait_writable`, a busy pipe is grown to 1 MiB so the child can
+run ahead of the reader, and the supervisor can close its ends at any time, which is how the
 draining of output after a kill is kept bounded.
 """
 
@@ -22,6 +22,7 @@ __all__ = ["OutputCapture", "close_fd", "feed_input", "make_pipe"]
 
 _READ_SIZE = 64 * 1024
 _BIG_PIPE = 1024 * 1024
+_READS_PER_CHECKPOINT = 16
 _F_SETPIPE_SZ: int | None = getattr(fcntl, "F_SETPIPE_SZ", None)
 
 
@@ -31,9 +32,13 @@ def make_pipe() -> tuple[int, int]:
 
 
 def close_fd(fd: int) -> None:
-    """Close *fd*, telling the event loop first in case a task waits on it."""
-    with contextlib.suppress(OSError):
-        anyio.notify_closing(fd)
+    """Close *fd*.
+
+    Callers close an end only once no task waits on it (the supervisor's
+    task group has exited, or the feeding task is the one closing), so the
+    event loop need not be told: both backends cope with a closed fd that is
+    no longer waited on.
+    """
     with contextlib.suppress(OSError):
         os.close(fd)
 
@@ -57,23 +62,37 @@ class OutputCapture:
         os.set_blocking(fd, False)
 
     async def run(self) -> None:
-        """Read until EOF. Cancelling it leaves what was read so far in place."""
+        """Read until EOF. Cancelling it leaves what was read so far in place.
+
+        Every read that finds no data waits in the event loop; a stream of
+        reads that never has to wait still checkpoints every
+        :data:`_READS_PER_CHECKPOINT` reads, so a flood cannot starve other
+        tasks or delay a cancellation.
+        """
         fd = self._fd
-        read_size = _READ_SIZE
+        grown = False
+        unchecked = 0
         while True:
             try:
-                chunk = os.read(fd, read_size)
+                chunk = os.read(fd, _READ_SIZE)
             except BlockingIOError:
+                unchecked = 0
                 await anyio.wait_readable(fd)
                 continue
             if not chunk:
                 return
             self._append(chunk)
-            if len(chunk) == read_size and read_size < _BIG_PIPE:
-                # The child writes faster than we read: grow the pipe so each
-                # read (and each trip through the event loop) moves more.
-                read_size = _grow_pipe(fd)
-            await checkpoint()
+            if not grown and len(chunk) == _READ_SIZE:
+                # The child writes faster than we read: a bigger pipe lets it
+                # run ahead, so more reads find data without a trip through
+                # the event loop. Reads stay at 64 KiB, which os.read()
+                # allocates cheaply.
+                grown = True
+                _grow_pipe(fd)
+            unchecked += 1
+            if unchecked >= _READS_PER_CHECKPOINT:
+                unchecked = 0
+                await checkpoint()
 
     def _append(self, chunk: bytes) -> None:
         chunks = self._chunks
@@ -92,15 +111,12 @@ class OutputCapture:
         return data
 
 
-def _grow_pipe(fd: int) -> int:
+def _grow_pipe(fd: int) -> None:
     if _F_SETPIPE_SZ is None:
-        return _READ_SIZE * 4
-    try:
-        return fcntl.fcntl(fd, _F_SETPIPE_SZ, _BIG_PIPE)
-    except OSError:
-        # EPERM once the user's pipe-buffer quota is spent: keep the pipe as
-        # it is and just read more per call.
-        return _READ_SIZE * 4
+        return
+    # EPERM once the user's pipe-buffer quota is spent: keep the pipe as it is.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _BIG_PIPE)
 
 
 async def feed_input(fd: int, data: bytes) -> None:

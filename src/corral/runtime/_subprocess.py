@@ -64,7 +64,7 @@ class _Command:
     display: str
     input: bytes | None
     cwd: str | None
-    env: dict[str, str]
+    env: dict[str, str] | None
     capture: bool
     output_limit: int | None
 
@@ -120,7 +120,7 @@ def _check_command(
         if not stat.S_ISDIR(mode):
             raise NotADirectoryError(errno.ENOTDIR, "cwd is not a directory", cwd_path)
 
-    merged = dict(os.environ)
+    merged: dict[str, str] | None = None  # None: the child inherits os.environ as is
     if env is not None:
         if not isinstance(env, Mapping):
             raise TypeError(f"env must be a mapping of str to str, got {type(env).__name__}")
@@ -129,7 +129,8 @@ def _check_command(
                 raise TypeError(f"env keys must be str, got {key!r}")
             if not isinstance(value, str):
                 raise TypeError(f"env[{key!r}] must be a str, got {type(value).__name__}")
-            merged[key] = value
+        if env:
+            merged = {**os.environ, **env}
 
     if not isinstance(capture_output, bool):
         raise TypeError(f"capture_output must be a bool, got {type(capture_output).__name__}")
