@@ -98,11 +98,6 @@ async def test_in_place_mutation_of_nested_values_is_caught() -> None:
             lambda s: s.set("k", True),
             [{"op": "replace", "path": "/k", "value": True, "replaced": 1}],
         ),
-        (
-            {"k": {"n": 1}},
-            lambda s: s.get("k").__setitem__("n", True),
-            [{"op": "replace", "path": "/k/n", "value": True, "replaced": 1}],
-        ),
         # keys needing RFC 6901 escapes
         ({}, lambda s: s.set("a/b~c", 1), [{"op": "add", "path": "/a~1b~0c", "value": 1}]),
         # nothing changed
@@ -113,6 +108,20 @@ async def test_json_patch_ops(
     initial: dict[str, object], mutate: object, expected: list[dict[str, object]]
 ) -> None:
     assert await _changes_of(initial, mutate) == expected
+
+
+async def test_nested_change_between_equal_numbers_is_seen_with_other_changes() -> None:
+    """The documented limit: ``1 -> True`` nested is invisible to ``==`` on its own."""
+    alone = await _changes_of({"k": {"n": 1}}, lambda s: s.get("k").__setitem__("n", True))
+    assert alone == []
+
+    def two_changes(s: Store) -> None:
+        s.get("k")["n"] = True
+        s.get("k")["m"] = 2
+
+    ops = await _changes_of({"k": {"n": 1}}, two_changes)
+    assert {"op": "replace", "path": "/k/n", "value": True, "replaced": 1} in ops
+    assert {"op": "add", "path": "/k/m", "value": 2} in ops
 
 
 async def test_replaced_values_follow_index_shifts() -> None:
@@ -202,3 +211,51 @@ async def test_span_arguments_are_checked() -> None:
         span(3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="type must be a str"):
         span("x", type=3)  # type: ignore[arg-type]
+
+
+async def test_a_reference_kept_from_an_earlier_span_is_still_watched() -> None:
+    async with corral.task("t") as task, task.sample(1, store={"l": [1]}) as sample:
+        async with span("get"):
+            kept = store().get("l")
+        async with span("mutate later"):
+            kept.append(2)
+        mine: list[int] = []
+        async with span("set"):
+            store().set("mine", mine)
+        async with span("mutate the caller's object"):
+            mine.append(3)
+        async with span("items"):
+            view = dict(store().items())
+        async with span("mutate through items"):
+            view["l"].append(4)
+    spans = _store_events_by_span(sample.transcript.events)
+    assert spans["mutate later"] == [{"op": "add", "path": "/l/1", "value": 2}]
+    assert spans["mutate the caller's object"] == [{"op": "add", "path": "/mine/0", "value": 3}]
+    assert spans["mutate through items"] == [{"op": "add", "path": "/l/2", "value": 4}]
+
+
+def test_values_never_handed_out_are_not_compared() -> None:
+    """White box: the cost of a snapshot follows the keys that may have changed.
+
+    A value the store never handed out cannot change; the snapshot does not
+    even look at it (so a change made behind the store's back, through the
+    private ``_data``, goes unseen: that is the proof).
+    """
+    from corral.runtime._changes import diff, snapshot
+
+    s = Store({f"k{i}": {"v": i} for i in range(1000)})
+    first = snapshot(s)
+    s._data["k5"]["v"] = -1  # behind the store's back
+    assert snapshot(s) is first
+    s.get("k7")["v"] = -7
+    second = snapshot(s)
+    assert [c.path for c in diff(first, second)] == ["/k7/v"]
+
+
+def _store_events_by_span(events: object) -> dict[str, list[dict[str, object]]]:
+    names = {e.id: e.name for e in events if isinstance(e, SpanBeginEvent)}  # type: ignore[attr-defined]
+    return {
+        names[e.span_id]: _ops(e)
+        for e in events  # type: ignore[attr-defined]
+        if isinstance(e, StoreEvent) and e.span_id in names and names[e.span_id] != "sample 1"
+    }

@@ -1,17 +1,26 @@
 """Recording store changes as RFC 6902 JSON Patch operations.
 
 A span compares a snapshot of the store's JSON taken when it begins with one
-taken when it ends. Snapshots are exact, so in-place mutation of nested
-values is caught, but taking one does not re-serialise the whole store:
+taken when it ends. Snapshots are deep images, so in-place mutation of nested
+values is caught, but taking one costs in proportion to the keys that may
+have changed, not to the size of the store:
 
-* A :class:`Snapshot` holds the store as a JSON tree plus, when the store's
-  values are all of marshal-able builtin types, the ``marshal`` bytes of the
-  live data. ``marshal`` runs in C and encodes types exactly (``1``, ``1.0``
-  and ``True`` differ), so equal bytes mean an unchanged store.
-* Otherwise each key is compared with the previous tree (a C-level ``==``)
-  and only the keys that differ are converted to JSON again; the unchanged
-  keys share the previous tree's objects. A final ``marshal`` comparison
-  catches what ``==`` cannot see (``1`` becoming ``True``), key by key.
+* The store notes the keys set or deleted since its last snapshot, and the
+  keys whose mutable value it has handed out (``get``, ``set``, ``values``,
+  ``items``): only those values can differ from their last image. Values
+  that were never handed out cannot have changed and are not looked at.
+* Each candidate's live value is compared with its last image (its type,
+  then a C-level ``==``); only the values that differ are converted to JSON
+  again, and the new tree shares every other image with the previous one. A
+  store in which nothing changed gives back the previous snapshot itself.
+* A snapshot remembers which keys changed since the one it was derived from
+  (held weakly), so a diff visits only those keys when the chain between two
+  snapshots is still alive, and every key otherwise.
+
+One limit follows from using ``==``: inside a container, a number replaced
+by an equal number of another type (``1`` by ``True`` or ``1.0``) is not seen
+as a change until something else in that top-level value changes. At the top
+level the type is compared too.
 
 Trees are never mutated once built, so snapshots can be shared by nested
 spans and kept by them for as long as they need.
@@ -20,7 +29,8 @@ spans and kept by them for as long as they need.
 from __future__ import annotations
 
 import copy
-import marshal
+import operator
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import jsonpatch
@@ -41,11 +51,17 @@ _MISSING: Any = object()
 class Snapshot:
     """An immutable JSON image of a store at one moment."""
 
-    __slots__ = ("blob", "tree")
+    __slots__ = ("__weakref__", "changed", "parent", "tree")
 
-    def __init__(self, tree: dict[str, Any], blob: bytes | None) -> None:
+    def __init__(
+        self,
+        tree: dict[str, Any],
+        parent: Snapshot | None = None,
+        changed: tuple[str, ...] = (),
+    ) -> None:
         self.tree = tree
-        self.blob = blob
+        self.parent = weakref.ref(parent) if parent is not None else None
+        self.changed = changed
 
 
 def _jsonable(key: str, value: object) -> Any:
@@ -58,15 +74,8 @@ def _jsonable(key: str, value: object) -> Any:
         ) from None
 
 
-def _marshal(value: Any) -> bytes | None:
-    try:
-        return marshal.dumps(value)
-    except ValueError:
-        return None
-
-
 def snapshot(store: Store) -> Snapshot:
-    """Return an exact snapshot of *store*, reusing the previous one where possible.
+    """Return a snapshot of *store* now, reusing the previous one where possible.
 
     Raises:
         TypeError: A value was changed in place into something that is not
@@ -74,31 +83,35 @@ def snapshot(store: Store) -> Snapshot:
     """
     data = store._data
     previous = store._snapshot
-    blob = _marshal(data)
     if not isinstance(previous, Snapshot):
-        current = Snapshot({k: _jsonable(k, v) for k, v in data.items()}, blob)
+        current = Snapshot({k: _jsonable(k, v) for k, v in data.items()})
         store._snapshot = current
+        store._dirty = {}
         return current
-    if blob is not None and blob == previous.blob:
-        return previous
 
     old = previous.tree
-    tree: dict[str, Any] = {}
-    fresh: set[str] = set()
-    for key, value in data.items():
+    candidates = store._dirty
+    if store._exposed:
+        candidates = {**candidates, **store._exposed}
+    store._dirty = {}
+    changed: list[str] = []
+    for key in candidates:
         before = old.get(key, _MISSING)
-        if before is _MISSING or type(value) is not type(before) or value != before:
-            tree[key] = _jsonable(key, value)
-            fresh.add(key)
+        value = data.get(key, _MISSING)
+        if value is _MISSING:
+            if before is not _MISSING:
+                changed.append(key)
+        elif before is _MISSING or type(value) is not type(before) or value != before:
+            changed.append(key)
+    if not changed:
+        return previous
+    tree = dict(old)
+    for key in changed:
+        if key in data:
+            tree[key] = _jsonable(key, data[key])
         else:
-            tree[key] = before
-    if blob is None or _marshal(tree) != blob:
-        # Some value is not a plain JSON type (a tuple, a model), or ``==``
-        # hid a change of type (1 -> True). Settle it key by key.
-        for key, value in data.items():
-            if key not in fresh and _marshal(value) != _marshal(tree[key]):
-                tree[key] = _jsonable(key, value)
-    current = Snapshot(tree, blob)
+            del tree[key]
+    current = Snapshot(tree, previous, tuple(changed))
     store._snapshot = current
     return current
 
@@ -107,8 +120,17 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def _strictly_equal(a: Any, b: Any) -> bool:
-    return a == b and marshal.dumps(a) == marshal.dumps(b)
+def _changed_keys(before: Snapshot, after: Snapshot) -> Iterable[str] | None:
+    """Keys changed between *before* and its descendant *after*; ``None`` if unknown."""
+    keys: dict[str, None] = {}
+    node = after
+    while node is not before:
+        keys.update(dict.fromkeys(node.changed))
+        parent = node.parent() if node.parent is not None else None
+        if parent is None:
+            return None
+        node = parent
+    return keys
 
 
 def diff(before: Snapshot, after: Snapshot) -> list[JsonChange]:
@@ -120,34 +142,56 @@ def diff(before: Snapshot, after: Snapshot) -> list[JsonChange]:
     if before is after:
         return []
     old, new = before.tree, after.tree
+    keys = _changed_keys(before, after)
+    if keys is None:
+        keys = [*new, *(key for key in old if key not in new)]
     changes: list[JsonChange] = []
-    for key in old:
-        if key not in new:
-            changes.append(JsonChange(op="remove", path=f"/{_escape(key)}"))
-    for key, value in new.items():
+    for key in keys:
         previous = old.get(key, _MISSING)
+        value = new.get(key, _MISSING)
         if previous is value:
             continue
-        prefix = f"/{_escape(key)}"
-        if previous is _MISSING:
-            changes.append(JsonChange(op="add", path=prefix, value=value))
-        elif isinstance(previous, (dict, list)) and type(previous) is type(value):
-            changes.extend(_nested_changes(prefix, previous, value))
-        elif not _strictly_equal(previous, value):
-            changes.append(JsonChange(op="replace", path=prefix, value=value, replaced=previous))
+        path = f"/{_escape(key)}"
+        if value is _MISSING:
+            changes.append(JsonChange(op="remove", path=path))
+        elif previous is _MISSING:
+            changes.append(JsonChange(op="add", path=path, value=value))
+        else:
+            _diff_values(path, previous, value, changes)
     return changes
 
 
-def _nested_changes(prefix: str, old: Any, new: Any) -> list[JsonChange]:
+def _diff_values(path: str, old: Any, new: Any, out: list[JsonChange]) -> None:
+    """Append the operations turning *old* into *new* (both JSON) at *path*."""
+    if type(old) is dict and type(new) is dict:
+        for key in old:
+            if key not in new:
+                out.append(JsonChange(op="remove", path=f"{path}/{_escape(key)}"))
+        for key, value in new.items():
+            before = old.get(key, _MISSING)
+            if before is value:
+                continue
+            if before is _MISSING:
+                out.append(JsonChange(op="add", path=f"{path}/{_escape(key)}", value=value))
+            else:
+                _diff_values(f"{path}/{_escape(key)}", before, value, out)
+    elif type(old) is list and type(new) is list:
+        if old != new or not _same_types(old, new):
+            out.extend(_list_changes(path, old, new))
+    elif type(old) is not type(new) or old != new:
+        out.append(JsonChange(op="replace", path=path, value=new, replaced=old))
+
+
+def _same_types(old: list[Any], new: list[Any]) -> bool:
+    return all(map(operator.is_, map(type, old), map(type, new)))
+
+
+def _list_changes(prefix: str, old: list[Any], new: list[Any]) -> list[JsonChange]:
+    """Diff two lists with jsonpatch, which finds insertions and removals."""
     ops = jsonpatch.make_patch(old, new).patch
-    if not ops:
-        if _strictly_equal(old, new):
-            return []
-        # Only a type changed deep inside (1 -> True): replace the whole value.
-        return [JsonChange(op="replace", path=prefix, value=new, replaced=old)]
-    # Replay the operations on a copy of the old value, so that each
+    # Replay the operations on a copy of the old list, so that each
     # ``replace`` records what it replaced even after earlier operations
-    # shifted array indices.
+    # shifted the indices.
     work = copy.deepcopy(old)
     changes: list[JsonChange] = []
     for op in ops:

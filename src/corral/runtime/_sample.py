@@ -116,7 +116,7 @@ class _SampleScope:
         )
         # Record the initial contents, so that the store rebuilt from the
         # transcript equals the live one.
-        initial = diff(Snapshot({}, None), snapshot(sample.store))
+        initial = diff(Snapshot({}), snapshot(sample.store))
         if initial:
             sample.transcript._event(StoreEvent(changes=initial))
         self._span = span(f"sample {sample.id}", type="sample")

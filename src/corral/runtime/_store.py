@@ -45,18 +45,23 @@ class Store:
         TypeError: A key is not a ``str``, or a value is not JSON-serialisable.
     """
 
-    __slots__ = ("__weakref__", "_data", "_snapshot")
+    __slots__ = ("__weakref__", "_data", "_dirty", "_exposed", "_snapshot")
 
     def __init__(self, data: dict[str, Any] | None = None) -> None:
         if data is not None and not isinstance(data, dict):
             raise TypeError(f"data must be a dict or None, got {type(data).__name__}")
-        contents = deepcopy(data) if data else {}
+        # Each key is copied on its own, so no two keys share a mutable object.
+        contents = {key: deepcopy(value) for key, value in data.items()} if data else {}
         for key, value in contents.items():
             _check_key(key)
             check_jsonable(key, value)
         self._data: dict[str, Any] = contents
-        # The latest snapshot taken by change recording (see _changes.py).
+        # Bookkeeping for change recording (see _changes.py): the latest
+        # snapshot; keys set or deleted since it; and keys whose (mutable)
+        # value has been handed out and may be changed in place at any time.
         self._snapshot: object = None
+        self._dirty: dict[str, None] = {}
+        self._exposed: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"Store({self._data!r})"
@@ -80,8 +85,13 @@ class Store:
             _check_key(key)
             check_jsonable(key, default)
             data[key] = default
-            return default
-        return data.get(key, default)
+            self._dirty[key] = None
+            value: Any = default
+        else:
+            value = data.get(key, default)
+        if type(value) not in _IMMUTABLE:
+            self._exposed[key] = None
+        return value
 
     def set(self, key: str, value: Any) -> None:
         """Set *key* to *value* (stored as is, not copied).
@@ -93,6 +103,9 @@ class Store:
         _check_key(key)
         check_jsonable(key, value)
         self._data[key] = value
+        self._dirty[key] = None
+        if type(value) not in _IMMUTABLE:
+            self._exposed[key] = None  # the caller still holds it
 
     def delete(self, key: str) -> None:
         """Remove *key*.
@@ -104,6 +117,8 @@ class Store:
             del self._data[key]
         except KeyError:
             raise KeyError(key) from None
+        self._dirty[key] = None
+        self._exposed.pop(key, None)
 
     def keys(self) -> KeysView[str]:
         """A live view of the keys."""
@@ -111,11 +126,19 @@ class Store:
 
     def values(self) -> ValuesView[Any]:
         """A live view of the values."""
+        self._expose_all()
         return self._data.values()
 
     def items(self) -> ItemsView[str, Any]:
         """A live view of the items."""
+        self._expose_all()
         return self._data.items()
+
+    def _expose_all(self) -> None:
+        exposed = self._exposed
+        for key, value in self._data.items():
+            if type(value) not in _IMMUTABLE:
+                exposed[key] = None
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
@@ -128,6 +151,10 @@ class Store:
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
+
+
+#: Types whose values cannot change in place: handing one out exposes nothing.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def _check_key(key: object) -> None:
