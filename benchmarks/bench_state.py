@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import anyio
@@ -165,4 +164,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
