@@ -259,3 +259,47 @@ def _store_events_by_span(events: object) -> dict[str, list[dict[str, object]]]:
         for e in events  # type: ignore[attr-defined]
         if isinstance(e, StoreEvent) and e.span_id in names and names[e.span_id] != "sample 1"
     }
+
+
+async def test_a_failed_snapshot_forgets_no_change() -> None:
+    """Regression: a TypeError at span exit lost the other changes of the span."""
+    async with corral.task("t") as task, task.sample(1, store={"a": 1, "l": []}) as sample:
+        with pytest.raises(TypeError, match="key 'l'"):  # noqa: PT012
+            async with span("bad"):
+                store().set("a", 5)
+                store().get("l").append(object())
+        store().get("l").clear()
+    assert sample.log().store == {"a": 5, "l": []}
+    assert store_from_events(sample.transcript.events) == {"a": 5, "l": []}
+
+
+async def test_span_end_is_recorded_when_recording_fails() -> None:
+    """Regression: the TypeError at span exit left the span without its end event."""
+    async with corral.task("t") as task, task.sample(1) as sample:
+        store().set("l", [])
+        with pytest.raises(TypeError):
+            async with span("bad"):
+                store().get("l").append(object())
+        store().get("l").clear()
+    begins = [e.id for e in sample.transcript.events if isinstance(e, SpanBeginEvent)]
+    ends = [e.id for e in sample.transcript.events if isinstance(e, SpanEndEvent)]
+    assert sorted(begins) == sorted(ends)
+
+
+async def test_sample_inside_a_span_rebuilds_from_its_own_events() -> None:
+    """Regression: a sample opened in a span had no root span of its own."""
+    async with corral.task("t") as task, span("outer"), task.sample(1, store={"x": 1}) as sample:
+        store().set("y", 2)
+    begin = sample.transcript.events[1]
+    assert isinstance(begin, SpanBeginEvent)
+    assert begin.parent_id is None
+    assert store_from_events(sample.transcript.events) == {"x": 1, "y": 2}
+
+
+def test_store_from_events_treats_unknown_parents_as_roots() -> None:
+    events: list[Event] = [
+        SpanBeginEvent(id="s", parent_id="not-here", name="s"),
+        StoreEvent(span_id="s", changes=[JsonChange(op="add", path="/a", value=1)]),
+        StoreEvent(span_id="elsewhere", changes=[JsonChange(op="add", path="/b", value=2)]),
+    ]
+    assert store_from_events(events) == {"a": 1, "b": 2}

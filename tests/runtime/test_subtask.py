@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 import corral
-from corral.util import Store, SubtaskEvent, span, store, subtask, transcript
+from corral.util import Store, SubtaskEvent, span, store, store_from_events, subtask, transcript
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +136,15 @@ async def test_non_async_callable_is_refused_at_call_time() -> None:
     wrapped = subtask(not_async)  # type: ignore[arg-type, var-annotated]
     with pytest.raises(TypeError, match=r"'not_async' is not declared as an async callable\."):
         await wrapped()
+
+
+async def test_subtask_events_rebuild_the_subtask_store() -> None:
+    @subtask
+    async def child() -> None:
+        store().set("k", [1])
+        store().get("k").append(2)
+
+    async with corral.task("t") as task, task.sample(1) as sample, span("caller"):
+        await child()
+    (event,) = [e for e in sample.transcript.events if isinstance(e, SubtaskEvent)]
+    assert store_from_events(event.events) == {"k": [1, 2]}

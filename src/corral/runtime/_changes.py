@@ -93,7 +93,6 @@ def snapshot(store: Store) -> Snapshot:
     candidates = store._dirty
     if store._exposed:
         candidates = {**candidates, **store._exposed}
-    store._dirty = {}
     changed: list[str] = []
     for key in candidates:
         before = old.get(key, _MISSING)
@@ -104,15 +103,17 @@ def snapshot(store: Store) -> Snapshot:
         elif before is _MISSING or type(value) is not type(before) or value != before:
             changed.append(key)
     if not changed:
+        store._dirty = {}
         return previous
     tree = dict(old)
     for key in changed:
         if key in data:
-            tree[key] = _jsonable(key, data[key])
+            tree[key] = _jsonable(key, data[key])  # may raise: then nothing is forgotten
         else:
             del tree[key]
     current = Snapshot(tree, previous, tuple(changed))
     store._snapshot = current
+    store._dirty = {}
     return current
 
 
@@ -226,18 +227,24 @@ def store_from_events(events: Iterable[Event]) -> Store:
     """Rebuild a store from the :class:`StoreEvent` s of a transcript.
 
     Only root-level changes are applied: store events recorded outside any
-    span, and those recorded directly in a root span (a span without a
-    parent). A nested span's changes are already contained in its root
+    span, and those recorded directly in a root span (a span whose parent is
+    not among *events*). A nested span's changes are already contained in its root
     span's event, as in ``inspect_ai``.
 
     Raises:
         ValueError: A ``move`` or ``copy`` change has no ``from``.
     """
     events = list(events)
-    roots = {e.id for e in events if isinstance(e, SpanBeginEvent) and e.parent_id is None}
+    spans = {e.id: e.parent_id for e in events if isinstance(e, SpanBeginEvent)}
+    # A span whose parent is not among these events (the events are part of
+    # a larger transcript) counts as a root, and so does an event whose span
+    # is not among them.
+    roots = {id for id, parent in spans.items() if parent is None or parent not in spans}
     data: dict[str, Any] = {}
     for event in events:
-        if isinstance(event, StoreEvent) and (event.span_id is None or event.span_id in roots):
+        if isinstance(event, StoreEvent) and (
+            event.span_id is None or event.span_id not in spans or event.span_id in roots
+        ):
             ops = [_patch_op(change) for change in event.changes]
             data = jsonpatch.apply_patch(data, ops, in_place=True)
     rebuilt = Store()

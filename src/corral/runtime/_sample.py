@@ -17,7 +17,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .._util import NoPublicConstructor
 from ._changes import Snapshot, diff, snapshot
-from ._events import Event, StoreEvent, sample_started
+from ._events import Event, StoreEvent, current_span, sample_started
 from ._span import _Span, span
 from ._store import Store, current_store
 from ._transcript import Transcript, current_transcript
@@ -103,7 +103,9 @@ class _SampleScope:
     def __init__(self, sample: Sample) -> None:
         self._sample = sample
         self._span: _Span | None = None
-        self._tokens: tuple[Token[Store], Token[Transcript], Token[float | None]] | None = None
+        self._tokens: (
+            tuple[Token[Store], Token[Transcript], Token[float | None], Token[str | None]] | None
+        ) = None
 
     async def __aenter__(self) -> Sample:
         sample = self._sample
@@ -113,6 +115,8 @@ class _SampleScope:
             current_store.set(sample.store),
             current_transcript.set(sample.transcript),
             sample_started.set(time.monotonic()),
+            # The sample's transcript has a span tree of its own.
+            current_span.set(None),
         )
         # Record the initial contents, so that the store rebuilt from the
         # transcript equals the live one.
@@ -141,7 +145,8 @@ class _SampleScope:
 
     def _reset(self) -> None:
         assert self._tokens is not None
-        store_token, transcript_token, started_token = self._tokens
+        store_token, transcript_token, started_token, span_token = self._tokens
+        current_span.reset(span_token)
         sample_started.reset(started_token)
         current_transcript.reset(transcript_token)
         current_store.reset(store_token)

@@ -64,20 +64,24 @@ class _Span:
         assert transcript is not None
         assert before is not None
         self._store = None
+        failure: TypeError | None = None
         try:
-            try:
-                changes = diff(before, snapshot(store))
-            except TypeError:
-                if exc_type is None:
-                    raise
+            changes = diff(before, snapshot(store))
+        except TypeError as exc:
+            changes = []
+            if exc_type is None:
+                failure = exc
+            else:
                 # Never hide the body's own exception behind a recording error.
                 logger.exception("could not record the store changes of span %r", self._name)
-                changes = []
+        try:
             if changes:
                 transcript._event(StoreEvent(changes=changes))
             transcript._event(SpanEndEvent(id=self._id))
         finally:
             current_span.reset(self._token)  # type: ignore[arg-type]
+        if failure is not None:
+            raise failure
 
 
 def span(name: str, *, type: str | None = None) -> _Span:

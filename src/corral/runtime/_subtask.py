@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload, r
 
 import anyio
 
-from ._events import SubtaskEvent
+from ._events import SubtaskEvent, current_span
 from ._span import span
 from ._store import Store, current_store
 from ._transcript import Transcript, current_transcript
@@ -80,6 +80,7 @@ def _wrap(
             # A child task: context-variable changes made by the subtask stay there.
             current_store.set(own_store)
             current_transcript.set(own_transcript)
+            current_span.set(None)  # the subtask's transcript has a span tree of its own
             async with span(subtask_name, type="subtask"):
                 outcome.append(await func(*args, **kwargs))
 
