@@ -13,6 +13,15 @@ import anyio
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the suite's trace records out of the user's own trace directory."""
+    import tempfile
+
+    if "CORRAL_TRACE_FILE" not in os.environ:
+        directory = tempfile.mkdtemp(prefix="corral-test-traces-")
+        os.environ["CORRAL_TRACE_FILE"] = os.path.join(directory, f"trace-{os.getpid()}.log")
+
+
 @pytest.fixture(params=["trio", "asyncio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run on both backends, in real time (for tests where children run)."""

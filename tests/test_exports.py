@@ -13,11 +13,14 @@ import pytest
 import corral
 import corral.util
 
-PUBLIC_MODULES = ["corral", "corral.runtime", "corral.util"]
+PUBLIC_MODULES = ["corral", "corral.runtime", "corral.tracing", "corral.util"]
 
 #: The facade's names. Changing this list is a decision: the facade mirrors
 #: ``inspect_ai.util`` and grows as the issues land.
 UTIL_NAMES = {
+    "TRACE",
+    "trace_action",
+    "trace_message",
     "BaseEvent",
     "DisplayType",
     "Event",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from ._version import __version__
+from .tracing._cli import trace
 
 __all__ = ["main"]
 
@@ -32,3 +33,6 @@ def demo(backend: str) -> None:
     from ._demo import run_demo
 
     raise SystemExit(run_demo(backend))
+
+
+main.add_command(trace)

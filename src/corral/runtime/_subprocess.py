@@ -12,6 +12,7 @@ before the exception propagates, and every pipe is closed on every path.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shlex
 import stat
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar, overload
 
 import anyio
 
+from ..tracing import trace_action
 from ._checks import check_seconds
 from ._pipes import OutputCapture, close_fd, feed_input, make_pipe
 from ._process_group import group_alive, terminate_group
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from ._limits import Limiter
 
 __all__ = ["ExecResult", "subprocess"]
+
+logger = logging.getLogger("corral.subprocess")
 
 T = TypeVar("T", str, bytes)
 
@@ -329,6 +333,9 @@ async def subprocess(
         TimeoutError: The command ran longer than *timeout*; the message
             names the command and the seconds.
 
+    The run is traced as a ``"Subprocess"`` action (see :mod:`corral.tracing`),
+    from the moment the command holds its slot until it has been reaped.
+
     **Cancellation:** this is a checkpoint. When the caller is cancelled, or
     the timeout expires, the child's whole process group gets SIGTERM; once
     the child and every member of its group have exited (at once, for a child
@@ -351,11 +358,13 @@ async def subprocess(
         slot = object()
         await limiter.acquire_on_behalf_of(slot)
         try:
-            returncode, out, err = await _run(command, seconds, grace)
+            with trace_action(logger, "Subprocess", "%s", command.display):
+                returncode, out, err = await _run(command, seconds, grace)
         finally:
             limiter.release_on_behalf_of(slot)
     else:
-        returncode, out, err = await _run(command, seconds, grace)
+        with trace_action(logger, "Subprocess", "%s", command.display):
+            returncode, out, err = await _run(command, seconds, grace)
 
     if text:
         return ExecResult(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload, runtime_checkable
 
 import anyio
 
+from ..tracing import trace_action
 from ._events import SubtaskEvent, current_span
 from ._span import span
 from ._store import Store, current_store
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 __all__ = ["Subtask", "subtask"]
+
+logger = logging.getLogger("corral.subtask")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -81,8 +85,9 @@ def _wrap(
             current_store.set(own_store)
             current_transcript.set(own_transcript)
             current_span.set(None)  # the subtask's transcript has a span tree of its own
-            async with span(subtask_name, type="subtask"):
-                outcome.append(await func(*args, **kwargs))
+            with trace_action(logger, "Subtask", "%s", subtask_name):
+                async with span(subtask_name, type="subtask"):
+                    outcome.append(await func(*args, **kwargs))
 
         try:
             async with anyio.create_task_group() as tg:

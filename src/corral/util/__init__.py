@@ -41,8 +41,10 @@ from ..runtime import (
     throttle,
     transcript,
 )
+from ..tracing import TRACE, trace_action, trace_message
 
 __all__ = [
+    "TRACE",
     "BaseEvent",
     "DisplayType",
     "Event",
@@ -75,6 +77,8 @@ __all__ = [
     "subprocess",
     "subtask",
     "throttle",
+    "trace_action",
+    "trace_message",
     "transcript",
 ]
 
