@@ -1,0 +1,55 @@
+"""Errors raised by sandboxes.
+
+Hierarchy::
+
+    Exception
+    ├── OutputLimitExceededError      an exec stream or a file is over its limit
+    ├── RuntimeError
+    │   └── SandboxUnavailableError   the provider cannot run anything (host down, ...)
+    └── OSError
+        └── TimeoutError
+            └── SandboxTimeoutError   exec, read_file or write_file ran out of time
+
+Beyond these, every provider raises the builtins a user can rely on:
+``FileNotFoundError``, ``IsADirectoryError`` and ``PermissionError`` naming
+the path, and ``UnicodeDecodeError`` for invalid UTF-8 read as text.
+"""
+
+from __future__ import annotations
+
+__all__ = ["OutputLimitExceededError", "SandboxTimeoutError", "SandboxUnavailableError"]
+
+
+class OutputLimitExceededError(Exception):
+    """An exec output stream, or a file read, is over the sandbox's limit.
+
+    Args:
+        limit_str: The limit, for display (``"10 MiB"``).
+        truncated_output: What was kept of the output (exec only; ``None``
+            for ``read_file``, which never truncates).
+    """
+
+    def __init__(self, limit_str: str, truncated_output: str | None) -> None:
+        super().__init__(f"The sandbox output stream limit of {limit_str} was exceeded.")
+        self.limit_str = limit_str
+        self.truncated_output = truncated_output
+
+    def __reduce__(self) -> tuple[type[OutputLimitExceededError], tuple[str, str | None]]:
+        return (type(self), (self.limit_str, self.truncated_output))
+
+
+class SandboxTimeoutError(TimeoutError):
+    """A sandbox operation ran out of time.
+
+    Attributes:
+        truncated_output: Output of an ``exec`` up to the timeout, when the
+            provider has it; ``None`` otherwise.
+    """
+
+    def __init__(self, message: str, truncated_output: str | None = None) -> None:
+        super().__init__(message)
+        self.truncated_output = truncated_output
+
+
+class SandboxUnavailableError(RuntimeError):
+    """The sandbox cannot run anything: its host or container is gone."""
