@@ -122,3 +122,27 @@ async def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
     async with corral.task("t") as task:
         with pytest.raises(TypeError, match=match):
             task.sample(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_time_limit_cancels_the_body_and_raises_timeout_error() -> None:
+    reached = False
+    async with corral.task("t") as task:
+        with pytest.raises(TimeoutError, match=r"sample 'slow' exceeded its time limit of 0\.1"):  # noqa: PT012
+            async with task.sample("slow", time_limit=0.1) as sample:
+                store().set("started", True)
+                await anyio.sleep_forever()
+                reached = True
+        # The task itself is not cancelled: it goes on.
+        async with task.sample("next", time_limit=10) as other:
+            store().set("ok", 1)
+    assert not reached
+    assert sample.log().store == {"started": True}
+    assert store_from_events(sample.transcript.events) == {"started": True}
+    assert sample.transcript.events[-1].event == "span_end"
+    assert other.store == {"ok": 1}
+
+
+async def test_negative_time_limit_is_refused() -> None:
+    async with corral.task("t") as task:
+        with pytest.raises(ValueError, match="time_limit must be >= 0"):
+            task.sample(1, time_limit=-1)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
@@ -23,6 +24,8 @@ from ._store import Store, current_store
 from ._transcript import Transcript, current_transcript
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
     from contextvars import Token
     from types import TracebackType
 
@@ -98,10 +101,18 @@ class Sample(metaclass=NoPublicConstructor):
 class _SampleScope:
     """The async context manager returned by ``task.sample()``."""
 
-    __slots__ = ("_sample", "_span", "_tokens")
+    __slots__ = ("_deadline", "_sample", "_sandboxes", "_scope", "_span", "_time_limit", "_tokens")
 
-    def __init__(self, sample: Sample) -> None:
+    def __init__(
+        self,
+        sample: Sample,
+        sandboxes: AbstractAsyncContextManager[object] | None = None,
+        time_limit: float | None = None,
+    ) -> None:
         self._sample = sample
+        self._sandboxes = sandboxes
+        self._time_limit = time_limit
+        self._scope: anyio.CancelScope | None = None
         self._span: _Span | None = None
         self._tokens: (
             tuple[Token[Store], Token[Transcript], Token[float | None], Token[str | None]] | None
@@ -111,6 +122,11 @@ class _SampleScope:
         sample = self._sample
         if self._tokens is not None or sample.transcript.events:
             raise RuntimeError(f"sample {sample.id!r} has already been entered")
+        if self._time_limit is not None:
+            # Cancels the sample's body (and its sandbox set-up) at the limit;
+            # __aexit__ turns that into TimeoutError once the cleanup has run.
+            self._scope = anyio.CancelScope(deadline=anyio.current_time() + self._time_limit)
+            self._scope.__enter__()
         self._tokens = (
             current_store.set(sample.store),
             current_transcript.set(sample.transcript),
@@ -118,16 +134,27 @@ class _SampleScope:
             # The sample's transcript has a span tree of its own.
             current_span.set(None),
         )
-        # Record the initial contents, so that the store rebuilt from the
-        # transcript equals the live one.
-        initial = diff(Snapshot({}), snapshot(sample.store))
-        if initial:
-            sample.transcript._event(StoreEvent(changes=initial))
-        self._span = span(f"sample {sample.id}", type="sample")
         try:
-            await self._span.__aenter__()
-        except BaseException:
+            # Record the initial contents, so that the store rebuilt from the
+            # transcript equals the live one.
+            initial = diff(Snapshot({}), snapshot(sample.store))
+            if initial:
+                sample.transcript._event(StoreEvent(changes=initial))
+            if self._sandboxes is not None:
+                await self._sandboxes.__aenter__()
+            self._span = span(f"sample {sample.id}", type="sample")
+            try:
+                await self._span.__aenter__()
+            except BaseException as exc:
+                if self._sandboxes is not None:
+                    await self._sandboxes.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+        except BaseException as exc:
             self._reset()
+            if self._scope is not None:
+                self._scope.__exit__(type(exc), exc, exc.__traceback__)
+                if self._scope.cancelled_caught:
+                    raise self._timeout() from None
             raise
         return sample
 
@@ -139,9 +166,22 @@ class _SampleScope:
     ) -> None:
         assert self._span is not None
         try:
-            await self._span.__aexit__(exc_type, exc_value, traceback)
+            try:
+                await self._span.__aexit__(exc_type, exc_value, traceback)
+            finally:
+                if self._sandboxes is not None:
+                    await self._sandboxes.__aexit__(exc_type, exc_value, traceback)
         finally:
             self._reset()
+        if self._scope is not None:
+            self._scope.__exit__(exc_type, exc_value, traceback)
+            if self._scope.cancelled_caught:
+                raise self._timeout() from None
+
+    def _timeout(self) -> TimeoutError:
+        return TimeoutError(
+            f"sample {self._sample.id!r} exceeded its time limit of {self._time_limit:g} seconds"
+        )
 
     def _reset(self) -> None:
         assert self._tokens is not None
@@ -153,7 +193,11 @@ class _SampleScope:
 
 
 def open_sample(
-    id: int | str, metadata: dict[str, Any] | None, store: Store | dict[str, Any] | None
+    id: int | str,
+    metadata: dict[str, Any] | None,
+    store: Store | dict[str, Any] | None,
+    sandboxes: Callable[[dict[str, Any]], AbstractAsyncContextManager[object]] | None = None,
+    time_limit: float | None = None,
 ) -> _SampleScope:
     """Check the arguments of ``task.sample()`` and return its context manager."""
     if isinstance(id, bool) or not isinstance(id, (int, str)):
@@ -173,4 +217,6 @@ def open_sample(
         sample_store = store
     else:
         raise TypeError(f"store must be a Store, a dict or None, got {type(store).__name__}")
-    return _SampleScope(Sample._create(id, metadata, sample_store, Transcript()))
+    sample = Sample._create(id, metadata, sample_store, Transcript())
+    owned = sandboxes({**metadata, "__sample_id__": id}) if sandboxes is not None else None
+    return _SampleScope(sample, owned, time_limit)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from ..sandboxes._environment import SandboxEnvironmentSpec
+    from ..sandboxes._lifecycle import TaskSandboxes
     from ._store import Store
 
 __all__ = [
@@ -85,8 +87,20 @@ class Task(metaclass=NoPublicConstructor):
     second time raises :class:`RuntimeError`.
     """
 
-    def __init__(self, name: str, max_subprocesses: int | None, kill_grace: float | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        max_subprocesses: int | None,
+        kill_grace: float | None,
+        sandbox: SandboxEnvironmentSpec | None = None,
+        max_sandboxes: int | None = None,
+        sandbox_cleanup: bool = True,
+    ) -> None:
         self.name = name
+        self.sandbox = sandbox
+        self.max_sandboxes = max_sandboxes
+        self.sandbox_cleanup = sandbox_cleanup
+        self._sandboxes: TaskSandboxes | None = None
         self.max_subprocesses = max_subprocesses
         self.kill_grace = kill_grace
         self._state = _State.NEW
@@ -143,6 +157,8 @@ class Task(metaclass=NoPublicConstructor):
             return await self._task_group.__aexit__(exc_type, exc_value, traceback)
         finally:
             self._state = _State.CLOSED
+            if self._sandboxes is not None:
+                await self._sandboxes.aclose(self.sandbox_cleanup)
             if self._owns_limiter and self._limiter is not None:
                 current_registry().discard(self._limiter)
 
@@ -187,6 +203,8 @@ class Task(metaclass=NoPublicConstructor):
         *,
         metadata: dict[str, Any] | None = None,
         store: Store | dict[str, Any] | None = None,
+        sandbox: object = None,
+        time_limit: float | None = None,
     ) -> AbstractAsyncContextManager[Sample]:
         """Open a sample scope: ``async with task.sample(id) as sample:``.
 
@@ -196,19 +214,48 @@ class Task(metaclass=NoPublicConstructor):
         (the initial contents are recorded first, as a ``StoreEvent`` of
         their own). Concurrent samples never see each other's state.
 
+        With a sandbox (the sample's *sandbox*, else the task's), the scope
+        holds a slot of the provider's limit for its whole life, runs the
+        provider's ``task_init`` once per task, then ``sample_init``, makes
+        the environments available to ``sandbox()``, and on the way out runs
+        ``sample_cleanup`` (``interrupted=True`` when the sample was
+        cancelled, timed out or raised), shielded and bounded.
+
         Args:
             id: The sample's id.
             metadata: JSON-serialisable data describing the sample.
             store: Initial store contents (a dict is deep-copied), or the
                 :class:`Store` to use.
+            sandbox: A sandbox type name, a ``(type, config)`` tuple or a
+                ``SandboxEnvironmentSpec``; defaults to the task's.
+            time_limit: Seconds the sample may run: at the limit its body is
+                cancelled, its cleanup runs, and ``TimeoutError`` is raised.
 
         Raises:
             TypeError: An argument has the wrong type, or *metadata* is not
                 JSON-serialisable.
+            ValueError: *time_limit* is negative.
             RuntimeError: The task is not running.
         """
         self._running_group()
-        return open_sample(id, metadata, store)
+        limit = check_seconds("time_limit", time_limit)
+        spec = self.sandbox
+        if sandbox is not None:
+            from ..sandboxes._lifecycle import as_spec
+
+            spec = as_spec(sandbox, "sandbox")
+        factory = None
+        if spec is not None:
+            from ..sandboxes._lifecycle import SampleSandboxes, TaskSandboxes
+
+            if self._sandboxes is None:
+                self._sandboxes = TaskSandboxes(self.name, self.sandbox, self.max_sandboxes)
+            sandboxes, cleanup, chosen = self._sandboxes, self.sandbox_cleanup, spec
+
+            def factory(metadata: dict[str, Any]) -> SampleSandboxes:
+                return SampleSandboxes(sandboxes, chosen, metadata, cleanup)
+
+        return open_sample(id, metadata, store, factory, limit)
 
     def cancel(self, reason: str | None = None) -> None:
         """Cancel everything running in the task, including its body.
@@ -235,7 +282,13 @@ class Task(metaclass=NoPublicConstructor):
 
 
 def task(
-    name: str, *, max_subprocesses: int | None = None, kill_grace: float | None = None
+    name: str,
+    *,
+    max_subprocesses: int | None = None,
+    kill_grace: float | None = None,
+    sandbox: object = None,
+    max_sandboxes: int | None = None,
+    sandbox_cleanup: bool = True,
 ) -> Task:
     """Create a task scope, to be entered with ``async with``.
 
@@ -249,6 +302,16 @@ def task(
         kill_grace: Seconds between SIGTERM and SIGKILL when a subprocess
             inside the task is cancelled or times out. ``None`` inherits the
             enclosing task's, else takes ``$CORRAL_KILL_GRACE``, else 2 s.
+        sandbox: The default sandbox of the task's samples: a type name
+            (``"local"``), a ``(type, config)`` tuple or a
+            ``SandboxEnvironmentSpec``. Each provider's ``task_init`` runs once,
+            before the first sample that uses it, and its ``task_cleanup``
+            when the task scope exits (also on error or cancellation,
+            shielded and bounded).
+        max_sandboxes: How many samples may hold a sandbox at once; ``None``
+            takes the provider's ``default_concurrency()``.
+        sandbox_cleanup: ``False`` skips the cleanup hooks, to keep sandboxes
+            around for debugging.
 
     Returns:
         A :class:`Task`, not yet entered.
@@ -270,7 +333,16 @@ def task(
     if max_subprocesses is not None:
         check_limit("max_subprocesses", max_subprocesses)
     grace = check_seconds("kill_grace", kill_grace, finite=True)
-    return Task._create(name, max_subprocesses, grace)
+    spec = None
+    if sandbox is not None:
+        from ..sandboxes._lifecycle import as_spec
+
+        spec = as_spec(sandbox, "sandbox")
+    if max_sandboxes is not None:
+        check_limit("max_sandboxes", max_sandboxes)
+    if not isinstance(sandbox_cleanup, bool):
+        raise TypeError(f"sandbox_cleanup must be a bool, got {type(sandbox_cleanup).__name__}")
+    return Task._create(name, max_subprocesses, grace, spec, max_sandboxes, sandbox_cleanup)
 
 
 def current_task() -> Task | None:

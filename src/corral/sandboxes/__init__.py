@@ -1,9 +1,13 @@
-"""Sandboxes: the :class:`SandboxEnvironment` contract, its errors and limits.
+"""Sandboxes: the :class:`SandboxEnvironment` contract, the registry, and lookup.
 
-The local provider, the registry and the per-sample lifecycle are built on
-these; :mod:`corral.util` re-exports the stable names.
+Providers subclass :class:`SandboxEnvironment` and register with
+``@sandboxenv(name)`` (or the ``corral.sandboxes`` entry-point group); the
+runtime's task and sample scopes own their lifecycle, and inside a sample
+:func:`sandbox` and :func:`sandbox_with` find the environments.
+:mod:`corral.util` re-exports the stable names.
 """
 
+from ._context import sandbox, sandbox_default, sandbox_with
 from ._environment import (
     HostMapping,
     PortMapping,
@@ -13,6 +17,7 @@ from ._environment import (
 )
 from ._errors import OutputLimitExceededError, SandboxTimeoutError, SandboxUnavailableError
 from ._limits import override_sandbox_output_limit
+from ._registry import register_sandbox, registered_sandboxes, sandboxenv
 
 __all__ = [
     "HostMapping",
@@ -24,6 +29,12 @@ __all__ = [
     "SandboxTimeoutError",
     "SandboxUnavailableError",
     "override_sandbox_output_limit",
+    "register_sandbox",
+    "registered_sandboxes",
+    "sandbox",
+    "sandbox_default",
+    "sandbox_with",
+    "sandboxenv",
 ]
 
 from .._util import fixup_module_metadata

@@ -2,8 +2,7 @@
 
 Code written against ``inspect_ai.util`` ports by changing the import to
 ``corral.util``. This module only re-exports; the implementations live in
-:mod:`corral.runtime` (and, as they land, :mod:`corral.sandboxes` and
-:mod:`corral.tracing`).
+:mod:`corral.runtime`, :mod:`corral.sandboxes` and :mod:`corral.tracing`.
 """
 
 from ..runtime import (
@@ -41,6 +40,19 @@ from ..runtime import (
     throttle,
     transcript,
 )
+from ..sandboxes import (
+    OutputLimitExceededError,
+    SandboxConnection,
+    SandboxEnvironment,
+    SandboxEnvironmentSpec,
+    SandboxTimeoutError,
+    SandboxUnavailableError,
+    override_sandbox_output_limit,
+    sandbox,
+    sandbox_default,
+    sandbox_with,
+    sandboxenv,
+)
 from ..tracing import TRACE, trace_action, trace_message
 
 __all__ = [
@@ -52,9 +64,15 @@ __all__ = [
     "InfoEvent",
     "InputEvent",
     "JsonChange",
+    "OutputLimitExceededError",
     "ResourceError",
     "SampleLog",
+    "SandboxConnection",
+    "SandboxEnvironment",
+    "SandboxEnvironmentSpec",
     "SandboxEvent",
+    "SandboxTimeoutError",
+    "SandboxUnavailableError",
     "SpanBeginEvent",
     "SpanEndEvent",
     "Store",
@@ -68,7 +86,12 @@ __all__ = [
     "current_span_id",
     "display_type",
     "input_screen",
+    "override_sandbox_output_limit",
     "resource",
+    "sandbox",
+    "sandbox_default",
+    "sandbox_with",
+    "sandboxenv",
     "span",
     "store",
     "store_as",

@@ -1,0 +1,437 @@
+"""The local sandbox: commands and files in a private directory on this machine.
+
+Each sample gets its own temporary working directory
+(``corral-sandbox-XXXXXXXX`` under :func:`tempfile.gettempdir`). Relative
+paths and ``cwd`` resolve inside it; absolute paths are used as they are, so
+this isolates samples from each other's files by convention, not by force.
+
+Commands run through the runtime's supervised :func:`corral.runtime.subprocess`:
+each one leads its own process group, and a timeout or a cancellation
+terminates the whole group before the call returns. Every command also
+carries ``CORRAL_LOCAL_SANDBOX=<token>`` in its environment, which is how
+:meth:`LocalSandboxEnvironment.sample_cleanup` finds processes that escaped
+their group (a daemon that called ``setsid``) and kills them.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import pwd
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import stat
+import tempfile
+from typing import Any, Literal, overload
+
+import anyio
+import anyio.to_thread
+
+from ..runtime import ExecResult, subprocess
+from ._environment import SandboxConnection, SandboxEnvironment
+from ._errors import OutputLimitExceededError, SandboxTimeoutError, SandboxUnavailableError
+from ._limits import human_size, max_exec_output_size, max_read_file_size
+
+__all__ = ["LocalSandboxEnvironment"]
+
+logger = logging.getLogger("corral.sandbox")
+
+#: The environment variable that tags every process a local sandbox starts.
+MARKER_ENV = "CORRAL_LOCAL_SANDBOX"
+
+#: Reads and writes up to this size run on the event loop thread; larger ones
+#: (and reads of anything but a regular file, which may block) run in a worker
+#: thread so the event loop is never held up by file IO.
+_INLINE_IO_MAX = 256 * 1024
+
+#: What ``sudo -n`` prints when it cannot run the command as the user at all.
+_SUDO_REFUSED = re.compile(
+    r"^sudo: .*(password is required|unknown user|not in the sudoers|"
+    r"not allowed to|a terminal is required|no tty present)",
+    re.MULTILINE,
+)
+
+
+def _current_user() -> str | None:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a passwd entry (some containers)
+        return None
+
+
+def _check_cmd(cmd: object) -> list[str]:
+    if isinstance(cmd, (str, bytes)) or not isinstance(cmd, list):
+        raise TypeError(f"cmd must be a list of str, got {type(cmd).__name__}")
+    if not cmd:
+        raise ValueError("cmd must not be empty")
+    for i, arg in enumerate(cmd):
+        if not isinstance(arg, str):
+            raise TypeError(f"cmd[{i}] must be a str, got {type(arg).__name__}")
+    return cmd
+
+
+def _check_file(file: object) -> str:
+    if not isinstance(file, str):
+        raise TypeError(f"file must be a str, got {type(file).__name__}")
+    if not file:
+        raise ValueError("file must not be empty")
+    return file
+
+
+def _read_sync(path: str, text: bool, limit: int) -> str | bytes:
+    with open(path, "rb") as f:
+        # Never more than limit + 1 bytes: a file that grew since the stat
+        # (or a device without a size) cannot make us read without bound.
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OutputLimitExceededError(human_size(limit), None)
+    return data.decode("utf-8") if text else data
+
+
+def _write_sync(path: str, data: bytes) -> None:
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _tagged_processes(tag: bytes) -> list[int]:
+    """PIDs of live processes whose environment holds *tag* (``NAME=value``)."""
+    found = []
+    me = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in entries:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:  # gone, or not ours to read
+            continue
+        if environ.startswith(tag + b"\0") or (b"\0" + tag + b"\0") in environ:
+            found.append(int(name))
+    return found
+
+
+def _kill_tagged(tag: bytes) -> int:
+    """SIGKILL the process groups of every live process tagged *tag*; return how many were hit."""
+    own_group = os.getpgrp()
+    killed = 0
+    for _ in range(3):  # a process may have forked while we looked
+        pids = _tagged_processes(tag)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                pgid = os.getpgid(pid)
+                if pgid > 1 and pgid != own_group:
+                    os.killpg(pgid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue  # already gone
+            except PermissionError:
+                logger.warning("cannot kill process %d left behind by a local sandbox", pid)
+                continue
+            killed += 1
+    return killed
+
+
+class LocalSandboxEnvironment(SandboxEnvironment):
+    """A sandbox that runs commands on this machine, in a per-sample directory.
+
+    Create it through :meth:`sample_init`; :meth:`sample_cleanup` kills
+    whatever its commands left running and removes the directory. Once
+    cleaned up, ``exec``, ``read_file`` and ``write_file`` raise
+    :class:`~corral.util.SandboxUnavailableError` and ``connection`` raises
+    :class:`ConnectionError`.
+
+    Args:
+        directory: The working directory, which the environment owns from
+            now on (it is removed on cleanup).
+    """
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+        self._tag = f"{MARKER_ENV}={secrets.token_hex(8)}"
+        self._ran_commands = False
+        self._closed = False
+
+    @property
+    def directory(self) -> str:
+        """The sample's working directory (absolute)."""
+        return self._directory
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {self._directory!r} {state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxUnavailableError(
+                f"the local sandbox in {self._directory} has been cleaned up"
+            )
+
+    def _resolve(self, path: str) -> str:
+        return os.path.join(self._directory, path)
+
+    async def exec(
+        self,
+        cmd: list[str],
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: int | float | None = None,
+        timeout_retry: bool = True,
+    ) -> ExecResult[str]:
+        """Run *cmd* on this machine and wait for it.
+
+        The command runs in the sample's directory (or *cwd*, relative to
+        it), with ``os.environ`` plus *env*. Stdout and stderr are decoded as
+        UTF-8 with undecodable bytes replaced. *timeout_retry* is ignored: a
+        local command is never retried.
+
+        Args:
+            cmd: The program and its arguments (not run through a shell).
+            input: Data for the command's stdin.
+            cwd: Working directory; relative paths resolve in the sample's directory.
+            env: Variables set for the command on top of ``os.environ``.
+            user: Run as this user. The current user (or ``None``) runs the
+                command directly; another user needs ``sudo`` that works
+                without a password (``sudo -n -u USER``).
+            timeout: Seconds the command may run.
+            timeout_retry: Ignored.
+
+        Returns:
+            The exit status and the decoded output.
+
+        Raises:
+            TypeError: *cmd* is not a list of ``str`` (the message names ``cmd``),
+                or another argument has the wrong type.
+            ValueError: *cmd* is empty, or *timeout* is negative.
+            FileNotFoundError: The program or *cwd* does not exist.
+            NotADirectoryError: *cwd* is not a directory.
+            PermissionError: The program cannot be run, or *user* cannot be
+                used (no ``sudo``, a password is required, an unknown user);
+                the message names the user.
+            SandboxTimeoutError: The command ran longer than *timeout*; its
+                whole process group has been killed.
+            OutputLimitExceededError: stdout or stderr was over the exec
+                output limit; ``truncated_output`` holds the last
+                ``limit`` bytes of stdout, decoded.
+            SandboxUnavailableError: The sandbox has been cleaned up.
+
+        **Cancellation:** the command's whole process group is terminated
+        (SIGTERM, then SIGKILL after the kill grace) and reaped before the
+        cancellation propagates; nothing it started in its group is left running.
+        """
+        argv = _check_cmd(cmd)
+        self._check_open()
+        limit = max_exec_output_size()
+        workdir = self._directory if cwd is None else self._resolve(cwd)
+        extra = dict(env) if env else {}
+        name, _, value = self._tag.partition("=")
+        extra[name] = value
+
+        via_sudo = user is not None and user != _current_user()
+        if via_sudo:
+            assert user is not None
+            argv = self._sudo_argv(user, argv, extra)
+
+        self._ran_commands = True
+        try:
+            result = await subprocess(
+                argv,
+                text=False,
+                input=input,
+                cwd=workdir,
+                env=extra,
+                output_limit=limit + 1,
+                timeout=timeout,
+            )
+        except TimeoutError as exc:
+            raise SandboxTimeoutError(f"Command timed out after {timeout} seconds") from exc
+
+        stdout, stderr = result.stdout, result.stderr
+        if len(stdout) > limit or len(stderr) > limit:
+            raise OutputLimitExceededError(
+                human_size(limit),
+                truncated_output=stdout[-limit:].decode("utf-8", errors="replace"),
+            )
+        out = stdout.decode("utf-8", errors="replace")
+        err = stderr.decode("utf-8", errors="replace")
+        if via_sudo and result.returncode != 0 and _SUDO_REFUSED.search(err):
+            raise PermissionError(
+                errno.EPERM, f"cannot run the command as user {user!r}: {err.strip()}"
+            )
+        return ExecResult(result.success, result.returncode, out, err)
+
+    @staticmethod
+    def _sudo_argv(user: str, argv: list[str], env: dict[str, str]) -> list[str]:
+        sudo = shutil.which("sudo")
+        if sudo is None:
+            raise PermissionError(
+                errno.EPERM,
+                f"cannot run the command as user {user!r}: sudo is not available, "
+                "and the local sandbox runs commands as the current user",
+            )
+        # sudo resets the environment; ``env`` puts the caller's variables
+        # (and the cleanup tag) back for the command.
+        assignments = [f"{key}={value}" for key, value in env.items()]
+        return [sudo, "-n", "-u", user, "--", "env", *assignments, *argv]
+
+    async def write_file(self, file: str, contents: str | bytes) -> None:
+        """Write *contents* to *file*, creating its parent directories.
+
+        A ``str`` is written as UTF-8, bytes as they are; an existing file is
+        replaced. Files over 256 KiB are written in a worker thread.
+
+        Raises:
+            TypeError: *file* is not a ``str`` or *contents* is neither ``str`` nor bytes.
+            ValueError: *file* is empty.
+            IsADirectoryError: *file* is a directory (the error names it).
+            PermissionError: *file* or a parent cannot be written (the error names it).
+            UnicodeEncodeError: *contents* holds lone surrogates.
+            SandboxUnavailableError: The sandbox has been cleaned up.
+
+        **Cancellation:** a write in a worker thread runs to the end before
+        the cancellation propagates, so a file is never left half written by it.
+        """
+        _check_file(file)
+        if isinstance(contents, str):
+            data = contents.encode("utf-8")
+        elif isinstance(contents, (bytes, bytearray, memoryview)):
+            data = bytes(contents)
+        else:
+            raise TypeError(f"contents must be str or bytes, got {type(contents).__name__}")
+        self._check_open()
+        path = self._resolve(file)
+        if len(data) <= _INLINE_IO_MAX:
+            _write_sync(path, data)
+        else:
+            await anyio.to_thread.run_sync(_write_sync, path, data)
+
+    @overload
+    async def read_file(self, file: str, text: Literal[True] = True) -> str: ...
+    @overload
+    async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
+    async def read_file(self, file: str, text: bool = True) -> str | bytes:
+        """Read *file*, as UTF-8 text (newlines kept as they are) or as bytes.
+
+        The file's size is checked before anything is read. Files over
+        256 KiB, and anything that is not a regular file, are read in a
+        worker thread.
+
+        Raises:
+            TypeError: *file* is not a ``str``.
+            ValueError: *file* is empty.
+            FileNotFoundError: *file* does not exist (the error names it).
+            IsADirectoryError: *file* is a directory (the error names it).
+            PermissionError: *file* cannot be read (the error names it).
+            UnicodeDecodeError: *text* is true and the file is not UTF-8.
+            OutputLimitExceededError: The file is larger than the read limit;
+                nothing is read (``truncated_output`` is ``None``).
+            SandboxUnavailableError: The sandbox has been cleaned up.
+
+        **Cancellation:** a read in a worker thread runs to the end before
+        the cancellation propagates; its result is dropped.
+        """
+        _check_file(file)
+        self._check_open()
+        path = self._resolve(file)
+        limit = max_read_file_size()
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if info.st_size > limit:
+            raise OutputLimitExceededError(human_size(limit), None)
+        if stat.S_ISREG(info.st_mode) and info.st_size <= _INLINE_IO_MAX:
+            return _read_sync(path, text, limit)
+        return await anyio.to_thread.run_sync(_read_sync, path, text, limit)
+
+    async def connection(self) -> SandboxConnection:
+        """Return a shell command that opens the user's shell in the sample's directory.
+
+        Raises:
+            ConnectionError: The sandbox has been cleaned up.
+        """
+        if self._closed:
+            raise ConnectionError(f"the local sandbox in {self._directory} has been cleaned up")
+        return SandboxConnection(
+            type="local",
+            command=f'cd {shlex.quote(self._directory)} && exec "${{SHELL:-/bin/sh}}"',
+        )
+
+    @classmethod
+    def default_concurrency(cls) -> int | None:
+        """No limit of its own: commands already share the ``"subprocesses"`` limit."""
+        return None
+
+    @classmethod
+    async def sample_init(
+        cls, task_name: str, config: Any, metadata: dict[str, Any]
+    ) -> dict[str, SandboxEnvironment]:
+        """Create the sample's environment and its private working directory.
+
+        Returns:
+            ``{"default": LocalSandboxEnvironment(...)}``.
+
+        Raises:
+            OSError: The temporary directory cannot be created.
+        """
+        directory = tempfile.mkdtemp(prefix="corral-sandbox-")
+        return {"default": cls(directory)}
+
+    @classmethod
+    async def sample_cleanup(
+        cls,
+        task_name: str,
+        config: Any,
+        environments: dict[str, SandboxEnvironment],
+        interrupted: bool,
+    ) -> None:
+        """Kill what the sample's commands left running and remove its directories.
+
+        Processes still tagged with an environment's marker (daemons that
+        left their process group) are killed with SIGKILL, together with
+        their process groups; then the directory is removed, ignoring errors.
+        Calling it again does nothing. Entries that are not local
+        environments are skipped.
+
+        **Cancellation:** each environment is released in one worker thread
+        (one scan of ``/proc`` and one directory removal), which runs to the
+        end once started. An environment whose release had not started when
+        the cancellation came is left as it was, so calling this again
+        finishes the job. The runtime calls it shielded and bounded in time.
+        """
+        for environment in environments.values():
+            if isinstance(environment, LocalSandboxEnvironment):
+                await environment._cleanup()
+
+    async def _cleanup(self) -> None:
+        if self._closed:
+            return
+        killed = await anyio.to_thread.run_sync(self._release)
+        if killed:
+            logger.warning(
+                "killed %d process(es) left running by commands of the local sandbox in %s",
+                killed,
+                self._directory,
+            )
+
+    def _release(self) -> int:
+        """Close the environment, kill what its commands left running, remove its directory."""
+        if self._closed:
+            return 0
+        self._closed = True
+        killed = _kill_tagged(self._tag.encode()) if self._ran_commands else 0
+        shutil.rmtree(self._directory, ignore_errors=True)
+        return killed

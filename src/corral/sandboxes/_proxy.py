@@ -1,0 +1,337 @@
+"""The wrapper the runtime puts around every sandbox environment.
+
+:class:`SandboxEnvironmentProxy` does, once for every provider, what the
+contract promises about every call: it traces each ``exec``, ``read_file``
+and ``write_file`` as the action ``"Sandbox"``, records it as a
+:class:`~corral.runtime.SandboxEvent` in the running sample's transcript,
+turns a provider's :class:`TimeoutError` into
+:class:`~corral.sandboxes.SandboxTimeoutError`, and enforces the exec output
+limit for providers that do not. Providers therefore do none of this
+themselves.
+
+The lifecycle class methods (``sample_init``, ``sample_cleanup``, ...) are
+called on the provider class, never on the proxy, and ``sample_cleanup``
+receives the provider's own environments (see :attr:`~SandboxEnvironmentProxy.inner`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast, overload
+
+from ..runtime._events import SandboxEvent
+from ..runtime._transcript import transcript
+from ..tracing import trace_action
+from ._environment import SandboxEnvironment
+from ._errors import OutputLimitExceededError, SandboxTimeoutError
+from ._limits import human_size, max_exec_output_size
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pydantic import JsonValue
+
+    from ..runtime import ExecResult
+    from ._environment import SandboxConnection
+
+__all__ = ["SandboxEnvironmentProxy", "display_content", "wrap_environments"]
+
+_logger = logging.getLogger("corral.sandbox")
+
+_MAX_LINES = 20
+_MAX_CHARS = 10_000
+_MAX_TRACE_DETAIL = 1_000
+
+
+def display_content(content: str | bytes | None) -> str | None:
+    """Shorten *content* for a transcript event.
+
+    Text longer than 20 lines or 10,000 characters keeps its start, followed
+    by ``"\\n\\nOutput truncated (N additional lines)"``; bytes are shown as
+    their size (``"binary (1.50 KB)"``).
+    """
+    if content is None:
+        return None
+    if isinstance(content, bytes):
+        return f"binary ({_binary_size(len(content))})"
+    lines = content.splitlines(keepends=True)
+    if len(lines) <= _MAX_LINES and len(content) <= _MAX_CHARS:
+        return content
+    head = "".join(lines[:_MAX_LINES])[:_MAX_CHARS]
+    hidden_lines = len(lines) - len(head.splitlines())
+    head = head.removesuffix("\n").removesuffix("\r")
+    if hidden_lines > 0:
+        return f"{head}\n\nOutput truncated ({hidden_lines} additional lines)"
+    return f"{head}\n\nOutput truncated ({len(content) - len(head)} additional characters)"
+
+
+def _binary_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024**2:
+        return f"{size / 1024:.2f} KB"
+    return f"{size / 1024**2:.2f} MB"
+
+
+def _trace_detail(text: str) -> str:
+    if len(text) <= _MAX_TRACE_DETAIL:
+        return text
+    return f"{text[:_MAX_TRACE_DETAIL]}... ({len(text) - _MAX_TRACE_DETAIL} more characters)"
+
+
+def _tail(text: str, limit: int) -> str:
+    """The last *limit* bytes of *text* (as UTF-8), cut at a character boundary."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[-limit:].decode("utf-8", errors="ignore")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _record(**fields: Any) -> None:
+    transcript()._event(SandboxEvent(**fields))
+
+
+def _timeout(exc: TimeoutError, what: str, *, keep_output: bool) -> SandboxTimeoutError:
+    output = getattr(exc, "truncated_output", None) if keep_output else None
+    return SandboxTimeoutError(
+        str(exc) or f"{what} timed out",
+        truncated_output=output if isinstance(output, str) else None,
+    )
+
+
+class SandboxEnvironmentProxy(SandboxEnvironment):
+    """Record, trace and check every call to the environment it wraps.
+
+    ``SandboxEnvironmentProxy(env)`` wraps *env*; wrapping a proxy returns
+    that same proxy, so wrapping is idempotent. Use :attr:`inner` to reach
+    the provider's own object.
+
+    Args:
+        inner: The provider's environment.
+
+    Raises:
+        TypeError: *inner* is not a ``SandboxEnvironment``.
+    """
+
+    _inner: SandboxEnvironment
+
+    def __new__(cls, inner: SandboxEnvironment) -> SandboxEnvironmentProxy:
+        if isinstance(inner, SandboxEnvironmentProxy):
+            return inner
+        if not isinstance(inner, SandboxEnvironment):
+            raise TypeError(f"inner must be a SandboxEnvironment, got {type(inner).__name__}")
+        return super().__new__(cls)
+
+    def __init__(self, inner: SandboxEnvironment) -> None:
+        if inner is self:  # __new__ returned an existing proxy
+            return
+        self._inner = inner
+
+    @property
+    def inner(self) -> SandboxEnvironment:
+        """The wrapped environment, as the provider created it."""
+        return self._inner
+
+    def __repr__(self) -> str:
+        return f"<SandboxEnvironmentProxy of {self._inner!r}>"
+
+    async def exec(
+        self,
+        cmd: list[str],
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: int | float | None = None,
+        timeout_retry: bool = True,
+    ) -> ExecResult[str]:
+        """Run *cmd* in the wrapped environment; see :meth:`SandboxEnvironment.exec`.
+
+        Raises:
+            TypeError: *cmd* is a ``str`` rather than a list of arguments.
+            SandboxTimeoutError: The provider timed out (any ``TimeoutError``
+                it raised, chained, with its ``truncated_output``).
+            OutputLimitExceededError: stdout or stderr is over
+                ``max_exec_output_size()`` bytes; ``truncated_output`` keeps
+                the tail of each stream. The event is still recorded.
+            Exception: Whatever else the provider raises, unchanged.
+
+        **Cancellation:** propagates unchanged; no event is recorded.
+        """
+        if isinstance(cast("object", cmd), str):  # a common mistake, checked at run time
+            raise TypeError(
+                "cmd must be a list of arguments, not a str; "
+                f"to run it through a shell, use ['sh', '-c', {cmd!r}]"
+            )
+        command = shlex.join(cmd)
+        options: dict[str, JsonValue] = {}
+        if cwd is not None:
+            options["cwd"] = cwd
+        if env:
+            options["env"] = dict(env)
+        if user is not None:
+            options["user"] = user
+        if timeout is not None:
+            options["timeout"] = timeout
+        if not timeout_retry:
+            options["timeout_retry"] = False
+        event: dict[str, Any] = {
+            "action": "exec",
+            "cmd": command,
+            "input": display_content(input),
+            "options": options,
+        }
+        with trace_action(_logger, "Sandbox", "%s %s", "exec", _trace_detail(command)):
+            start = _now()
+            try:
+                result = await self._inner.exec(
+                    cmd,
+                    input=input,
+                    cwd=cwd,
+                    env=env,
+                    user=user,
+                    timeout=timeout,
+                    timeout_retry=timeout_retry,
+                )
+            except SandboxTimeoutError:
+                raise
+            except TimeoutError as exc:
+                raise _timeout(exc, f"exec {command!r}", keep_output=True) from exc
+            except OutputLimitExceededError as exc:
+                _record(
+                    **event,
+                    output=display_content(exc.truncated_output),
+                    timestamp=start,
+                    completed=_now(),
+                )
+                raise
+            output = f"{result.stderr}\n\n{result.stdout}" if result.stderr else result.stdout
+            _record(
+                **event,
+                result=result.returncode,
+                output=display_content(output),
+                timestamp=start,
+                completed=_now(),
+            )
+            limit = max_exec_output_size()
+            if (
+                len(result.stdout.encode("utf-8")) > limit
+                or len(result.stderr.encode("utf-8")) > limit
+            ):
+                raise OutputLimitExceededError(
+                    human_size(limit),
+                    truncated_output=_tail(result.stdout, limit) + _tail(result.stderr, limit),
+                )
+        return result
+
+    async def write_file(self, file: str, contents: str | bytes) -> None:
+        """Write *file* in the wrapped environment; see :meth:`SandboxEnvironment.write_file`.
+
+        Raises:
+            SandboxTimeoutError: The provider timed out.
+            Exception: Whatever else the provider raises, unchanged.
+
+        **Cancellation:** propagates unchanged; no event is recorded.
+        """
+        with trace_action(_logger, "Sandbox", "%s %s", "write_file", _trace_detail(file)):
+            start = _now()
+            try:
+                await self._inner.write_file(file, contents)
+            except SandboxTimeoutError:
+                raise
+            except TimeoutError as exc:
+                raise _timeout(exc, f"write_file {file!r}", keep_output=False) from exc
+            _record(
+                action="write_file",
+                file=file,
+                input=display_content(contents),
+                timestamp=start,
+                completed=_now(),
+            )
+
+    @overload
+    async def read_file(self, file: str, text: Literal[True] = True) -> str: ...
+    @overload
+    async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
+    async def read_file(self, file: str, text: bool = True) -> str | bytes:
+        """Read *file* in the wrapped environment; see :meth:`SandboxEnvironment.read_file`.
+
+        Raises:
+            SandboxTimeoutError: The provider timed out.
+            Exception: Whatever else the provider raises, unchanged.
+
+        **Cancellation:** propagates unchanged; no event is recorded.
+        """
+        with trace_action(_logger, "Sandbox", "%s %s", "read_file", _trace_detail(file)):
+            start = _now()
+            try:
+                contents: str | bytes = await self._inner.read_file(file, text)  # type: ignore[call-overload]
+            except SandboxTimeoutError:
+                raise
+            except TimeoutError as exc:
+                raise _timeout(exc, f"read_file {file!r}", keep_output=False) from exc
+            _record(
+                action="read_file",
+                file=file,
+                output=display_content(contents),
+                timestamp=start,
+                completed=_now(),
+            )
+        return contents
+
+    async def connection(self) -> SandboxConnection:
+        """The wrapped environment's :meth:`~SandboxEnvironment.connection`."""
+        return await self._inner.connection()
+
+    # The lifecycle belongs to the provider class. These exist because the ABC
+    # declares them abstract; calling them on the proxy is a mistake.
+
+    @classmethod
+    def _not_here(cls, method: str) -> NoReturn:
+        raise TypeError(
+            f"{method}() is a lifecycle method of the provider class: call it on "
+            "type(proxy.inner), not on SandboxEnvironmentProxy"
+        )
+
+    @classmethod
+    async def sample_init(
+        cls, task_name: str, config: Any, metadata: dict[str, Any]
+    ) -> dict[str, SandboxEnvironment]:
+        """Not available on the proxy: call the provider class.
+
+        Raises:
+            TypeError: Always.
+        """
+        cls._not_here("sample_init")
+
+    @classmethod
+    async def sample_cleanup(
+        cls,
+        task_name: str,
+        config: Any,
+        environments: dict[str, SandboxEnvironment],
+        interrupted: bool,
+    ) -> None:
+        """Not available on the proxy: call the provider class.
+
+        Raises:
+            TypeError: Always.
+        """
+        cls._not_here("sample_cleanup")
+
+
+def wrap_environments(envs: Mapping[str, SandboxEnvironment]) -> dict[str, SandboxEnvironment]:
+    """Wrap each environment of *envs* in a :class:`SandboxEnvironmentProxy`, keeping the order.
+
+    Already wrapped environments are kept as they are.
+
+    Raises:
+        TypeError: A value is not a ``SandboxEnvironment``.
+    """
+    return {name: SandboxEnvironmentProxy(env) for name, env in envs.items()}

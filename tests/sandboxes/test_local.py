@@ -1,0 +1,278 @@
+"""The local sandbox: what it does beyond the conformance suite."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import stat
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import pytest
+
+from corral.runtime import subprocess
+from corral.sandboxes import (
+    OutputLimitExceededError,
+    SandboxEnvironment,
+    SandboxTimeoutError,
+    SandboxUnavailableError,
+    override_sandbox_output_limit,
+)
+from corral.sandboxes._local import MARKER_ENV, LocalSandboxEnvironment
+
+from ..conftest import Fifo, processes_matching
+
+pytestmark = pytest.mark.anyio
+
+
+async def _open() -> LocalSandboxEnvironment:
+    environments = await LocalSandboxEnvironment.sample_init("task", None, {})
+    assert list(environments) == ["default"]
+    env = environments["default"]
+    assert isinstance(env, LocalSandboxEnvironment)
+    return env
+
+
+async def _close(env: SandboxEnvironment, interrupted: bool = False) -> None:
+    await LocalSandboxEnvironment.sample_cleanup("task", None, {"default": env}, interrupted)
+
+
+@pytest.fixture
+async def local() -> AsyncIterator[LocalSandboxEnvironment]:
+    env = await _open()
+    try:
+        yield env
+    finally:
+        await _close(env)
+
+
+def _fake_sudo(tmp_path: Path, script: str) -> str:
+    path = tmp_path / "sudo"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+async def test_each_sample_has_its_own_directory() -> None:
+    first, second = await _open(), await _open()
+    try:
+        assert first.directory != second.directory
+        assert os.path.basename(first.directory).startswith("corral-sandbox-")
+        assert stat.S_IMODE(os.stat(first.directory).st_mode) == 0o700
+        await first.write_file("only-here.txt", "first")
+        with pytest.raises(FileNotFoundError):
+            await second.read_file("only-here.txt")
+        assert (await second.exec(["pwd"])).stdout.strip() == second.directory
+    finally:
+        await _close(first)
+        await _close(second)
+
+
+async def test_cleanup_removes_the_directory_and_is_idempotent() -> None:
+    env = await _open()
+    await env.write_file("deep/down/file.bin", b"x" * 1000)
+    await env.exec(["true"])
+    await _close(env)
+    assert not os.path.exists(env.directory)
+    await _close(env, interrupted=True)  # again: nothing to do, no error
+    with pytest.raises(SandboxUnavailableError, match="cleaned up"):
+        await env.exec(["true"])
+    with pytest.raises(SandboxUnavailableError):
+        await env.read_file("deep/down/file.bin")
+    with pytest.raises(SandboxUnavailableError):
+        await env.write_file("x", "y")
+    with pytest.raises(ConnectionError):
+        await env.connection()
+
+
+async def test_cleanup_skips_foreign_environments(local: LocalSandboxEnvironment) -> None:
+    foreign = cast("SandboxEnvironment", object())
+    await LocalSandboxEnvironment.sample_cleanup(
+        "task", None, {"other": foreign, "default": local}, False
+    )
+    assert not os.path.exists(local.directory)
+
+
+async def test_cleanup_kills_processes_that_left_their_group(
+    local: LocalSandboxEnvironment, no_leftovers: str
+) -> None:
+    # The escapee starts a session of its own, so the supervised subprocess's
+    # group kill cannot reach it; it writes ready.txt once it has done so.
+    inner = f"echo up > ready.txt; exec sleep {no_leftovers}"
+    script = (
+        f"setsid sh -c {shlex.quote(inner)} >/dev/null 2>&1 </dev/null &"
+        " while [ ! -s ready.txt ]; do sleep 0.01; done"
+    )
+    result = await local.exec(["sh", "-c", script])
+    assert result.returncode == 0, result.stderr
+    escaped = processes_matching(no_leftovers)
+    assert escaped != []
+    # Not our children, so their exit is awaited through pidfds.
+    pidfds = [os.pidfd_open(pid) for pid in escaped]
+    try:
+        await _close(local)
+        with anyio.fail_after(5):
+            for fd in pidfds:
+                await anyio.wait_readable(fd)
+    finally:
+        for fd in pidfds:
+            os.close(fd)
+    assert processes_matching(no_leftovers) == []
+
+
+async def test_commands_carry_the_cleanup_tag(local: LocalSandboxEnvironment) -> None:
+    result = await local.exec(["sh", "-c", f'printf %s "${MARKER_ENV}"'], env={MARKER_ENV: "x"})
+    assert len(result.stdout) == 16  # the caller cannot override the tag
+
+
+async def test_cmd_is_checked(local: LocalSandboxEnvironment) -> None:
+    with pytest.raises(TypeError, match="cmd"):
+        await local.exec("echo hi")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cmd"):
+        await local.exec([])
+    with pytest.raises(TypeError, match=r"cmd\[1\]"):
+        await local.exec(["echo", 1])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="contents"):
+        await local.write_file("f", 3)  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError):
+        await local.exec(["definitely-not-a-program-corral"])
+    with pytest.raises(FileNotFoundError):
+        await local.exec(["true"], cwd="no/such/dir")
+
+
+async def test_timeout_error(local: LocalSandboxEnvironment, no_leftovers: str) -> None:
+    with pytest.raises(SandboxTimeoutError, match=r"^Command timed out after 0.2 seconds$") as info:
+        await local.exec(["sleep", no_leftovers], timeout=0.2)
+    assert isinstance(info.value.__cause__, TimeoutError)
+
+
+async def test_cancellation_mid_exec_leaves_no_process(
+    local: LocalSandboxEnvironment, fifo: Fifo, no_leftovers: str
+) -> None:
+    script = f"{fifo.shell_ready()}; sleep {no_leftovers} & sleep {no_leftovers}; wait"
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(local.exec, ["sh", "-c", script])
+            await fifo.wait()
+            assert len(processes_matching(no_leftovers)) >= 2
+            tg.cancel_scope.cancel()
+    # The supervised subprocess reaped the group before the cancellation ended.
+    assert processes_matching(no_leftovers) == []
+
+
+async def test_user_other_without_sudo(
+    local: LocalSandboxEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
+    with pytest.raises(PermissionError, match="'corral-nobody'") as info:
+        await local.exec(["true"], user="corral-nobody")
+    assert "sudo" in str(info.value)
+
+
+async def test_user_current_runs_directly(
+    local: LocalSandboxEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pwd
+
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    result = await local.exec(["id", "-u"], user=me)
+    assert result.stdout.strip() == str(os.geteuid())
+
+
+@pytest.mark.parametrize(
+    "message", ["sudo: a password is required", "sudo: unknown user corral-nobody"]
+)
+async def test_user_refused_by_sudo(
+    local: LocalSandboxEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    message: str,
+) -> None:
+    sudo = _fake_sudo(tmp_path, f"echo '{message}' >&2; exit 1")
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: sudo)
+    with pytest.raises(PermissionError, match="'corral-nobody'"):
+        await local.exec(["true"], user="corral-nobody")
+
+
+async def test_user_through_sudo(
+    local: LocalSandboxEnvironment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A stand-in that checks the options and runs what follows "--".
+    script = (
+        'printf "%s " "$@" > sudo-args.txt\n'
+        'while [ "$1" != "--" ]; do shift; done\n'
+        "shift\n"
+        'exec "$@"'
+    )
+    sudo = _fake_sudo(tmp_path, script)
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: sudo)
+    result = await local.exec(
+        ["sh", "-c", 'printf "%s" "$GREETING"; exit 4'], env={"GREETING": "hi"}, user="alice"
+    )
+    assert (result.returncode, result.stdout) == (4, "hi")
+    args = (await local.read_file("sudo-args.txt")).split()
+    assert args[:4] == ["-n", "-u", "alice", "--"]
+
+
+async def test_connection_opens_a_shell_in_the_directory(
+    local: LocalSandboxEnvironment,
+) -> None:
+    connection = await local.connection()
+    assert connection.type == "local"
+    assert shlex.quote(local.directory) in connection.command
+    result = await subprocess(
+        ["sh", "-c", connection.command], input="pwd\n", env={"SHELL": "/bin/sh"}
+    )
+    assert result.stdout.strip() == local.directory
+
+
+async def test_read_file_of_a_device_is_bounded(local: LocalSandboxEnvironment) -> None:
+    with override_sandbox_output_limit(4096, "read_file"), pytest.raises(OutputLimitExceededError):
+        await local.read_file("/dev/zero", text=False)
+
+
+async def test_large_file_io_runs_in_a_worker_thread(
+    local: LocalSandboxEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = anyio.to_thread.run_sync
+    calls: list[str] = []
+
+    async def spy(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        calls.append(func.__name__)
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", spy)
+    await local.write_file("small.txt", "small")
+    assert await local.read_file("small.txt") == "small"
+    assert calls == []  # small files stay on the event loop thread
+
+    data = os.urandom(1024 * 1024)
+    await local.write_file("large.bin", data)
+    assert await local.read_file("large.bin", text=False) == data
+    assert calls == ["_write_sync", "_read_sync"]
+
+
+async def test_large_io_does_not_block_the_event_loop(local: LocalSandboxEnvironment) -> None:
+    # While 50 MiB is written and read back, another task keeps running.
+    ticks = 0
+    done = anyio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    data = b"z" * (50 * 1024 * 1024)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await local.write_file("big.bin", data)
+        assert await local.read_file("big.bin", text=False) == data
+        done.set()
+    assert ticks > 50
