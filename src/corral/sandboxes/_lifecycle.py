@@ -126,11 +126,17 @@ class SampleSandboxes:
         spec = self._spec
         provider = await self._sandboxes.ensure_started(spec)
         self._provider = provider
-        limit = self._sandboxes.max_sandboxes or provider.default_concurrency()
+        own_limit = self._sandboxes.max_sandboxes
+        limit = own_limit or provider.default_concurrency()
         try:
             if limit is not None and math.isfinite(limit):
+                # A task's max_sandboxes is its own limit (as max_subprocesses
+                # is); the provider's default concurrency is shared by the loop.
+                key = f"sandboxes/{spec.type}"
+                if own_limit:
+                    key = f"{key}@task-{id(self._sandboxes):x}"
                 limiter = current_registry().get_or_create(
-                    f"sandboxes/{spec.type}", f"sandboxes/{spec.type}", int(limit)
+                    f"sandboxes/{spec.type}", key, int(limit)
                 )
                 slot = object()
                 await limiter.acquire_on_behalf_of(slot)
