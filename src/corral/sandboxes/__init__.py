@@ -16,7 +16,7 @@ from ._environment import (
     SandboxEnvironmentSpec,
 )
 from ._errors import OutputLimitExceededError, SandboxTimeoutError, SandboxUnavailableError
-from ._limits import override_sandbox_output_limit
+from ._limits import max_exec_output_size, max_read_file_size, override_sandbox_output_limit
 from ._registry import register_sandbox, registered_sandboxes, sandboxenv
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "SandboxEnvironmentSpec",
     "SandboxTimeoutError",
     "SandboxUnavailableError",
+    "max_exec_output_size",
+    "max_read_file_size",
     "override_sandbox_output_limit",
     "register_sandbox",
     "registered_sandboxes",
