@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from . import _actions
 from ._actions import TRACE
+from ._records import is_trace_file_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -253,16 +254,12 @@ def _level_from_env() -> int:
     return level
 
 
-def _is_trace_file_name(name: str) -> bool:
-    return name.startswith("trace-") and name.endswith((".log", ".log.gz"))
-
-
 def _rotate(directory: Path, current: Path) -> None:
     """Keep the newest trace files of *directory* (*current* among them); delete the rest."""
     found: list[tuple[float, str]] = []
     with contextlib.suppress(OSError), os.scandir(directory) as entries:
         for entry in entries:
-            if entry.name == current.name or not _is_trace_file_name(entry.name):
+            if entry.name == current.name or not is_trace_file_name(entry.name):
                 continue
             with contextlib.suppress(OSError):
                 if entry.is_file(follow_symlinks=False):
