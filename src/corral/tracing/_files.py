@@ -479,12 +479,7 @@ class _TraceFileHandler(logging.Handler):
 
     def write_line(self, line: str) -> None:
         """Buffer one line (with its newline)."""
-        with self._buffer_lock:
-            buffer = self._buffer
-            buffer.append(line)
-            full = len(buffer) >= _FLUSH_LINES
-        if full:
-            self.flush()
+        self._append(line)
 
     def format_line(self, record: logging.LogRecord) -> str:
         """One JSON line for *record*, with its newline."""
@@ -567,12 +562,7 @@ class _TraceFileHandler(logging.Handler):
                 f'"message": {head} ({event})", {middle}{event}{tail}, '
                 f'"duration": {duration!r}{errors}}}\n'
             )
-        with self._buffer_lock:
-            buffer = self._buffer
-            buffer.append(line)
-            full = len(buffer) >= _FLUSH_LINES
-        if full:
-            self.flush()
+        self._append(line)
 
     def write_message(self, msg: str, args: tuple[Any, ...]) -> None:
         """Write a ``TRACE`` record of *msg* % *args*, as :meth:`format_line` would."""
@@ -580,6 +570,10 @@ class _TraceFileHandler(logging.Handler):
             f'{{"timestamp": "{self.timestamp(time.time())}", "level": {self._trace_name}, '
             f'"message": {_quote(_message(msg, args))}}}\n'
         )
+        self._append(line)
+
+    def _append(self, line: str) -> None:
+        """Buffer one line; flush at once when the buffer is full."""
         with self._buffer_lock:
             buffer = self._buffer
             buffer.append(line)
