@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import jsonpatch
 import jsonpointer
 import pytest
 
 import corral
-from corral.runtime._events import JsonChange
+from corral.runtime._events import InfoEvent, JsonChange
 from corral.util import (
     Event,
     SpanBeginEvent,
@@ -303,3 +305,13 @@ def test_store_from_events_treats_unknown_parents_as_roots() -> None:
         StoreEvent(span_id="elsewhere", changes=[JsonChange(op="add", path="/b", value=2)]),
     ]
     assert store_from_events(events) == {"a": 1, "b": 2}
+
+
+def test_event_ids_are_distinct_version_4_uuids() -> None:
+    ids = [InfoEvent(data=None).uuid for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(hex=value)
+        assert parsed.hex == value
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

@@ -8,8 +8,8 @@ serialises to JSON and validates back without loss.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -36,13 +36,19 @@ current_span: ContextVar[str | None] = ContextVar("corral.span_id", default=None
 sample_started: ContextVar[float | None] = ContextVar("corral.sample_started", default=None)
 
 
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def current_span_id() -> str | None:
     """Return the id of the innermost running span, or ``None``."""
     return current_span.get()
 
 
 def _new_uuid() -> str:
-    return uuid.uuid4().hex
+    # What uuid.uuid4().hex gives (random bits, version 4, RFC 4122 variant),
+    # without building a UUID object: a third of the cost.
+    return f"{int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET:032x}"
 
 
 def _now() -> datetime:
