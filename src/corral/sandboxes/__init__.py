@@ -18,11 +18,14 @@ from ._environment import (
 from ._errors import OutputLimitExceededError, SandboxTimeoutError, SandboxUnavailableError
 from ._limits import max_exec_output_size, max_read_file_size, override_sandbox_output_limit
 from ._registry import register_sandbox, registered_sandboxes, sandboxenv
+from ._ssh._config import SSHHostConfig, SSHSandboxConfig
 
 __all__ = [
     "HostMapping",
     "OutputLimitExceededError",
     "PortMapping",
+    "SSHHostConfig",
+    "SSHSandboxConfig",
     "SandboxConnection",
     "SandboxEnvironment",
     "SandboxEnvironmentSpec",

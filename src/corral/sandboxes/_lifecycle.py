@@ -13,6 +13,7 @@ hangs is given up on with a warning, and the task still exits.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -28,6 +29,7 @@ from ._proxy import SandboxEnvironmentProxy
 from ._registry import sandbox_class
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable
     from types import TracebackType
 
 __all__ = ["CLEANUP_TIMEOUT", "SampleSandboxes", "TaskSandboxes", "as_spec"]
@@ -73,6 +75,15 @@ async def _bounded(what: str, call: Any) -> None:
             )
 
 
+def _spec_key(spec: SandboxEnvironmentSpec) -> Hashable:
+    """*spec* itself, or for a config that cannot be hashed (a dict), its canonical JSON."""
+    try:
+        hash(spec)
+    except TypeError:
+        return (spec.type, json.dumps(spec.config, sort_keys=True, default=repr))
+    return spec
+
+
 class TaskSandboxes:
     """The providers a task has initialised, for ``task_cleanup`` at its end."""
 
@@ -82,22 +93,23 @@ class TaskSandboxes:
         self.task_name = task_name
         self.default = default
         self.max_sandboxes = max_sandboxes
-        self._started: dict[SandboxEnvironmentSpec, type[SandboxEnvironment]] = {}
+        self._started: dict[Hashable, tuple[SandboxEnvironmentSpec, type[SandboxEnvironment]]] = {}
         self._lock = anyio.Lock()
 
     async def ensure_started(self, spec: SandboxEnvironmentSpec) -> type[SandboxEnvironment]:
         """Run ``task_init`` for *spec* unless it ran already; return the provider class."""
         provider = sandbox_class(spec.type)
+        key = _spec_key(spec)
         async with self._lock:
-            if spec not in self._started:
+            if key not in self._started:
                 await provider.task_init(self.task_name, spec.config)
-                self._started[spec] = provider
+                self._started[key] = (spec, provider)
         return provider
 
     async def aclose(self, cleanup: bool) -> None:
         """Run ``task_cleanup`` of every started provider, shielded and bounded."""
         started, self._started = self._started, {}
-        for spec, provider in started.items():
+        for spec, provider in started.values():
             await _bounded(
                 f"task_cleanup of sandbox {spec.type!r}",
                 provider.task_cleanup(self.task_name, spec.config, cleanup),

@@ -56,6 +56,7 @@ _T = TypeVar("_T", bound=Callable[..., Any])
 _lock = threading.RLock()
 _table: dict[str, RegistryEntry] = {
     "local": "corral.sandboxes._local:LocalSandboxEnvironment",
+    "ssh": "corral.sandboxes._ssh._environment:SSHSandboxEnvironment",
 }
 #: Extras to suggest when a registered provider's import fails (type -> extra).
 _extras: dict[str, str] = {}

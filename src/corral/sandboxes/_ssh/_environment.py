@@ -1,0 +1,358 @@
+"""The ``"ssh"`` sandbox: samples run in private directories on remote hosts."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import secrets
+import shlex
+from typing import Any, Literal, overload
+
+from ...runtime import ExecResult
+from ...runtime._task import current_kill_grace
+from .._environment import SandboxConnection, SandboxEnvironment
+from .._errors import OutputLimitExceededError, SandboxTimeoutError
+from .._limits import human_size, max_exec_output_size, max_read_file_size
+from .._local import _check_cmd, _check_file
+from ._bridge import run_on_ssh_loop
+from ._config import IGNORE_KNOWN_HOSTS, SSHSandboxConfig
+from ._pool import HostSet, hold, let_go
+from ._remote import RemoteSandbox
+from ._script import STATUSES, check_env, exec_script
+
+__all__ = ["SSHSandboxEnvironment"]
+
+logger = logging.getLogger("corral.sandbox")
+
+
+async def _place(config: SSHSandboxConfig) -> RemoteSandbox:
+    hosts = hold(config)
+    try:
+        pool, workdir = await hosts.place()
+    except BaseException:
+        await let_go(hosts)
+        raise
+    return RemoteSandbox(hosts, pool, workdir, secrets.token_hex(8))
+
+
+async def _hold(config: SSHSandboxConfig) -> HostSet:
+    return hold(config)
+
+
+class SSHSandboxEnvironment(SandboxEnvironment):
+    """A sample's sandbox on a remote host, reached over SSH.
+
+    Created by :meth:`sample_init` from an
+    :class:`~corral.sandboxes.SSHSandboxConfig`; see ``docs/ssh.md``. Each
+    sample gets a private directory (``mktemp -d`` under ``workdir_base``)
+    on the least loaded host; relative paths and ``cwd`` resolve there.
+    Commands run through the login shell (which must be POSIX-compatible),
+    each as its own process group; files move over SFTP on the same
+    connections.
+    """
+
+    def __init__(self, remote: RemoteSandbox, config: SSHSandboxConfig) -> None:
+        self._remote = remote
+        self._config = config
+
+    @property
+    def host(self) -> str:
+        """The host it runs on, as ``user@host:port``."""
+        return self._remote.label
+
+    @property
+    def directory(self) -> str:
+        """The sample's working directory on the host."""
+        return self._remote.workdir
+
+    def __repr__(self) -> str:
+        state = "closed" if self._remote.closed else "open"
+        return f"<{type(self).__name__} {self.host} {self.directory!r} {state}>"
+
+    async def exec(
+        self,
+        cmd: list[str],
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: int | float | None = None,
+        timeout_retry: bool = True,
+    ) -> ExecResult[str]:
+        """Run *cmd* on the host and wait for it.
+
+        Each argument is quoted for the remote shell, so nothing in it is
+        interpreted. Variables in *env* are exported by the remote shell
+        (the server's ``AcceptEnv`` is not needed). Stdout and stderr are
+        decoded as UTF-8 with undecodable bytes replaced. *timeout_retry*
+        is ignored.
+
+        Args:
+            cmd: The program and its arguments.
+            input: Data for the command's stdin, streamed over the channel.
+            cwd: Working directory; relative paths resolve in the sample's directory.
+            env: Variables to set for the command (names must be shell names).
+            user: Run as this user through ``sudo -n -u USER``; the login
+                user (or ``None``) runs the command directly.
+            timeout: Seconds the command may run.
+            timeout_retry: Ignored.
+
+        Returns:
+            The exit status (``-N`` for a command killed by signal N) and
+            the decoded output.
+
+        Raises:
+            TypeError: *cmd* is not a list of ``str``, or *env* is not str -> str.
+            ValueError: *cmd* is empty, *timeout* is negative, or an *env* key
+                is not a shell variable name.
+            FileNotFoundError: The program or *cwd* does not exist on the host.
+            NotADirectoryError: *cwd* is not a directory.
+            PermissionError: The program is not executable, *cwd* cannot be
+                entered, or *user* cannot be used (``sudo -n`` refused or
+                missing); the message names it.
+            SandboxTimeoutError: The command ran longer than *timeout*; its
+                process group on the host has been killed.
+            OutputLimitExceededError: stdout or stderr was over the exec
+                output limit; ``truncated_output`` holds the last ``limit``
+                bytes of stdout, decoded.
+            SandboxUnavailableError: The connection to the host broke (the
+                message names the host), or the sandbox has been cleaned up.
+
+        **Cancellation:** the command's process group on the host is
+        terminated (SIGTERM, then SIGKILL after the kill grace) and its
+        channel closed before the cancellation propagates.
+        """
+        argv = _check_cmd(cmd)
+        if env:
+            check_env(env)
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0, got {timeout!r}")
+        if isinstance(input, str):
+            data: bytes | None = input.encode("utf-8")
+        elif input is None or isinstance(input, bytes):
+            data = input
+        else:
+            raise TypeError(f"input must be str, bytes or None, got {type(input).__name__}")
+        remote = self._remote
+        remote._check_open()
+        workdir = remote.workdir if cwd is None else remote.resolve(cwd)
+        if user is not None and user == remote.pool.host.username:
+            user = None  # the login user: no sudo needed
+        script = exec_script(argv, cwd=workdir, env=env or {}, tag=remote.tag, user=user)
+        limit = max_exec_output_size()
+        action = f"exec {shlex.join(argv)[:200]!r}"
+        try:
+            outcome = await run_on_ssh_loop(
+                remote.exec, script, data, limit, timeout, current_kill_grace(), action
+            )
+        except TimeoutError as exc:
+            raise SandboxTimeoutError(f"Command timed out after {timeout} seconds") from exc
+        if outcome.status != "ok":
+            raise self._not_started(outcome.status, argv[0], cwd or workdir, user)
+        if outcome.stdout_over or outcome.stderr_over:
+            raise OutputLimitExceededError(
+                human_size(limit),
+                truncated_output=outcome.stdout.decode("utf-8", errors="replace"),
+            )
+        return ExecResult(
+            outcome.returncode == 0,
+            outcome.returncode,
+            outcome.stdout.decode("utf-8", errors="replace"),
+            outcome.stderr.decode("utf-8", errors="replace"),
+        )
+
+    def _not_started(self, status: str, program: str, cwd: str, user: str | None) -> OSError:
+        reason = STATUSES.get(status, f"unexpected status {status!r}")
+        where = f"{reason} on {self.host}"
+        if status == "nocwd":
+            return FileNotFoundError(errno.ENOENT, where, cwd)
+        if status == "notdir":
+            return NotADirectoryError(errno.ENOTDIR, where, cwd)
+        if status == "cwdperm":
+            return PermissionError(errno.EACCES, where, cwd)
+        if status == "noprog":
+            return FileNotFoundError(errno.ENOENT, where, program)
+        if status == "noexec":
+            return PermissionError(errno.EACCES, where, program)
+        if status == "nosudo":
+            return PermissionError(errno.EPERM, f"cannot run the command as user {user!r}: {where}")
+        return OSError(errno.EIO, where)
+
+    async def write_file(self, file: str, contents: str | bytes) -> None:
+        """Write *contents* to *file* over SFTP, creating its parent directories.
+
+        A ``str`` is written as UTF-8, bytes as they are; an existing file is replaced.
+
+        Raises:
+            TypeError: *file* is not a ``str`` or *contents* is neither ``str`` nor bytes.
+            ValueError: *file* is empty.
+            IsADirectoryError: *file* is a directory (the error names it).
+            PermissionError: *file* or a parent cannot be written (the error names it).
+            SandboxUnavailableError: The connection broke, or the sandbox has been cleaned up.
+
+        **Cancellation:** the SFTP requests in flight are abandoned; the file
+        may be left partly written.
+        """
+        _check_file(file)
+        if isinstance(contents, str):
+            data = contents.encode("utf-8")
+        elif isinstance(contents, (bytes, bytearray, memoryview)):
+            data = bytes(contents)
+        else:
+            raise TypeError(f"contents must be str or bytes, got {type(contents).__name__}")
+        remote = self._remote
+        remote._check_open()
+        await run_on_ssh_loop(remote.write, remote.resolve(file), data, file)
+
+    @overload
+    async def read_file(self, file: str, text: Literal[True] = True) -> str: ...
+    @overload
+    async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
+    async def read_file(self, file: str, text: bool = True) -> str | bytes:
+        """Read *file* over SFTP, as UTF-8 text (newlines kept) or as bytes.
+
+        The file's size is checked first; a file over the limit is not read.
+
+        Raises:
+            TypeError: *file* is not a ``str``.
+            ValueError: *file* is empty.
+            FileNotFoundError: *file* does not exist (the error names it).
+            IsADirectoryError: *file* is a directory (the error names it).
+            PermissionError: *file* cannot be read (the error names it).
+            UnicodeDecodeError: *text* is true and the file is not UTF-8.
+            OutputLimitExceededError: The file is larger than the read limit.
+            SandboxUnavailableError: The connection broke, or the sandbox has been cleaned up.
+
+        **Cancellation:** the SFTP requests in flight are abandoned.
+        """
+        _check_file(file)
+        remote = self._remote
+        remote._check_open()
+        limit = max_read_file_size()
+        data = await run_on_ssh_loop(remote.read, remote.resolve(file), limit, file)
+        if data is None:
+            raise OutputLimitExceededError(human_size(limit), None)
+        return data.decode("utf-8") if text else data
+
+    async def connection(self) -> SandboxConnection:
+        """The ``ssh`` command that opens a shell in the sample's directory.
+
+        Raises:
+            ConnectionError: The sandbox has been cleaned up.
+        """
+        remote = self._remote
+        if remote.closed:
+            raise ConnectionError(f"the ssh sandbox on {self.host} has been cleaned up")
+        host = remote.pool.host
+        config = self._config
+        argv = ["ssh", "-t"]
+        if host.port != 22:
+            argv += ["-p", str(host.port)]
+        for key in config.client_keys or ():
+            argv += ["-i", key]
+        if config.config is not None:
+            argv += ["-F", config.config]
+        if config.known_hosts == IGNORE_KNOWN_HOSTS:
+            argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+        elif config.known_hosts is not None:
+            argv += ["-o", f"UserKnownHostsFile={config.known_hosts}"]
+        argv.append(f"{host.username}@{host.host}" if host.username else host.host)
+        argv.append(f'cd {shlex.quote(remote.workdir)} && exec "${{SHELL:-/bin/sh}}" -l')
+        return SandboxConnection(type="ssh", command=shlex.join(argv))
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    _task_holds: dict[tuple[str, str], list[HostSet]] = {}  # noqa: RUF012
+
+    @classmethod
+    def default_concurrency(cls) -> int | None:
+        """No limit of its own: set ``max_sandboxes`` per host in the configuration."""
+        return None
+
+    @classmethod
+    async def task_init(cls, task_name: str, config: Any) -> None:
+        """Check the configuration and keep the hosts' connections open for the task.
+
+        Raises:
+            ValueError: The configuration is invalid (the message names the field).
+            FileNotFoundError: A configuration file does not exist.
+        """
+        loaded = SSHSandboxConfig.load(config)
+        hosts = await run_on_ssh_loop(_hold, loaded)
+        cls._task_holds.setdefault((task_name, hosts.key), []).append(hosts)
+
+    @classmethod
+    async def task_cleanup(cls, task_name: str, config: Any, cleanup: bool) -> None:
+        """Close the connections kept for the task (once no sample uses them)."""
+        loaded = SSHSandboxConfig.load(config)
+        held = cls._task_holds.get((task_name, loaded.model_dump_json()))
+        if not held:
+            return
+        hosts = held.pop()
+        if not held:
+            del cls._task_holds[(task_name, hosts.key)]
+        await run_on_ssh_loop(let_go, hosts)
+
+    @classmethod
+    async def sample_init(
+        cls, task_name: str, config: Any, metadata: dict[str, Any]
+    ) -> dict[str, SandboxEnvironment]:
+        """Place the sample on the least loaded host and create its working directory.
+
+        Returns:
+            ``{"default": SSHSandboxEnvironment(...)}``.
+
+        Raises:
+            ValueError: The configuration is invalid (the message names the field).
+            SandboxUnavailableError: No host could be reached (the message
+                has each host's reason), a host key is not trusted, or
+                authentication failed.
+        """
+        loaded = SSHSandboxConfig.load(config)
+        remote = await run_on_ssh_loop(_place, loaded)
+        return {"default": cls(remote, loaded)}
+
+    @classmethod
+    async def sample_cleanup(
+        cls,
+        task_name: str,
+        config: Any,
+        environments: dict[str, SandboxEnvironment],
+        interrupted: bool,
+    ) -> None:
+        """Kill what the sample left running on its host and remove its directory.
+
+        Leftovers are found by a token every command of the sample carries
+        in its environment (processes run as another user through sudo are
+        not found). Calling it again does nothing.
+
+        Raises:
+            SandboxUnavailableError: A host could not be reached; the other
+                environments are cleaned up first.
+        """
+        first: BaseException | None = None
+        for environment in environments.values():
+            if not isinstance(environment, SSHSandboxEnvironment):
+                continue
+            try:
+                killed = await run_on_ssh_loop(environment._remote.close)
+            except Exception as exc:
+                first = first or exc
+                continue
+            if killed:
+                logger.warning(
+                    "killed %d process(es) left running in the ssh sandbox %s on %s",
+                    killed,
+                    environment.directory,
+                    environment.host,
+                )
+        if first is not None:
+            raise first
+
+    @classmethod
+    async def cli_cleanup(cls, id: str | None) -> None:
+        """Nothing to do: each sample's directory and processes are removed when it ends.
+
+        A run killed before its samples' cleanup (SIGKILL, power loss) leaves
+        ``corral-sandbox-*`` directories under ``workdir_base`` on the hosts.
+        """

@@ -1,0 +1,377 @@
+"""Pooled SSH connections per host, and the choice of host for a new sample.
+
+Everything here runs on the SSH loop (see :mod:`._bridge`), so it is plain
+asyncio with no locking across threads.
+
+A :class:`HostPool` keeps connections to one host and lends out *session
+slots*: each open channel (an exec, the SFTP subsystem, a kill) holds one
+slot of its connection, and a connection never has more than the host's
+``max_sessions`` (the server's ``MaxSessions``) at once. When every
+connection is full, one more is opened; a closed connection (keepalive
+failed, the server went away) is dropped and replaced on the next use. If
+the server refuses a channel although we stayed under ``max_sessions`` (its
+limit is lower), that connection's capacity is lowered to what it accepted.
+
+A :class:`HostSet` is the pools of one configuration on one loop. It is
+reference-counted: ``task_init`` and each ``sample_init`` hold it, and its
+connections are closed when the last one lets go, so nothing outlives the
+tasks and samples that use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from .._errors import SandboxUnavailableError
+from ._config import IGNORE_KNOWN_HOSTS, SSHHostConfig, SSHSandboxConfig
+from ._errors import HostRefusedError, connect_error, lost_connection
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+__all__ = ["HostPool", "HostSet", "Link", "host_set"]
+
+logger = logging.getLogger("corral.sandbox")
+
+#: Keepalive probes a connection may miss before it is closed.
+KEEPALIVE_COUNT_MAX = 3
+#: Seconds a host that could not be reached is passed over by new samples
+#: (unless every host is down, when all are tried again).
+DOWN_FOR = 30.0
+
+
+class Link:
+    """One SSH connection and the session slots lent out on it."""
+
+    __slots__ = ("capacity", "conn", "sessions")
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, capacity: int) -> None:
+        self.conn = conn
+        self.capacity = capacity
+        self.sessions = 0
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.is_closed()
+
+
+class HostPool:
+    """Connections to one host, shared by every sandbox placed on it.
+
+    Args:
+        host: The host.
+        config: The configuration it came from (keys, known_hosts, timeouts).
+    """
+
+    def __init__(self, host: SSHHostConfig, config: SSHSandboxConfig) -> None:
+        self.host = host
+        self.label = host.label
+        self._config = config
+        self._links: list[Link] = []
+        self._opening = asyncio.Lock()
+        self._sftp: tuple[Link, asyncssh.SFTPClient] | None = None
+        self._sftp_opening = asyncio.Lock()
+        #: Sandboxes placed on this host and not yet cleaned up.
+        self.sandboxes = 0
+        #: ``time.monotonic()`` until which new samples pass this host over.
+        self.down_until = 0.0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        busy = sum(link.sessions for link in self._links)
+        return (
+            f"<HostPool {self.label} connections={len(self._links)} "
+            f"sessions={busy} sandboxes={self.sandboxes}>"
+        )
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    # -- connections ----------------------------------------------------------------
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        config = self._config
+        known_hosts: object = () if config.known_hosts is None else config.known_hosts
+        if config.known_hosts == IGNORE_KNOWN_HOSTS:
+            known_hosts = None
+        try:
+            return await asyncssh.connect(
+                self.host.host,
+                self.host.port,
+                username=self.host.username if self.host.username is not None else (),
+                client_keys=config.client_keys if config.client_keys is not None else (),
+                known_hosts=known_hosts,
+                config=[config.config] if config.config is not None else (),
+                connect_timeout=config.connect_timeout,
+                keepalive_interval=config.keepalive_interval,
+                keepalive_count_max=KEEPALIVE_COUNT_MAX,
+            )
+        except (OSError, asyncssh.Error) as exc:
+            error = connect_error(
+                exc,
+                self.label,
+                username=self.host.username,
+                known_hosts=config.known_hosts,
+                timeout=config.connect_timeout,
+            )
+            if not isinstance(error, HostRefusedError):
+                self.down_until = time.monotonic() + DOWN_FOR
+            raise error from exc
+
+    def _free_link(self) -> Link | None:
+        best: Link | None = None
+        live = []
+        for link in self._links:
+            if link.closed:
+                continue
+            live.append(link)
+            if link.sessions < link.capacity and (best is None or link.sessions < best.sessions):
+                best = link
+        if len(live) != len(self._links):
+            self._links = live
+        return best
+
+    async def acquire(self) -> Link:
+        """Take a session slot on a connection with room, opening one if needed.
+
+        Raises:
+            SandboxUnavailableError: The host cannot be reached.
+            HostRefusedError: The host key is not trusted, or our keys were refused.
+        """
+        if self._closed:
+            raise SandboxUnavailableError(f"the connections to {self.label} have been closed")
+        link = self._free_link()
+        if link is None:
+            async with self._opening:
+                link = self._free_link()
+                if link is None:
+                    link = Link(await self._connect(), self.host.max_sessions)
+                    if self.closed:  # closed while we connected
+                        link.conn.close()
+                        raise SandboxUnavailableError(
+                            f"the connections to {self.label} have been closed"
+                        )
+                    self._links.append(link)
+                    self.down_until = 0.0
+        link.sessions += 1
+        return link
+
+    def release(self, link: Link) -> None:
+        """Give back a slot taken by :meth:`acquire`."""
+        link.sessions -= 1
+
+    def refused(self, link: Link) -> None:
+        """The server refused a channel on *link*: its real limit is what it holds now."""
+        link.capacity = max(1, link.sessions - 1)
+        logger.info(
+            "%s refused a channel with %d open: the connection now holds at most %d "
+            "(set max_sessions to the server's MaxSessions)",
+            self.label,
+            link.sessions - 1,
+            link.capacity,
+        )
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Link]:
+        """A session slot for the body, given back at exit."""
+        link = await self.acquire()
+        try:
+            yield link
+        finally:
+            self.release(link)
+
+    async def sftp(self) -> asyncssh.SFTPClient:
+        """The host's SFTP client, started on first use; it holds one slot while open.
+
+        Raises:
+            SandboxUnavailableError: The host cannot be reached.
+        """
+        current = self._sftp
+        if current is not None and not current[0].closed:
+            return current[1]
+        async with self._sftp_opening:
+            current = self._sftp
+            if current is not None and not current[0].closed:
+                return current[1]
+            if current is not None:
+                self.release(current[0])
+                self._sftp = None
+            link = await self.acquire()
+            try:
+                client = await link.conn.start_sftp_client()
+            except (OSError, asyncssh.Error) as exc:
+                self.release(link)
+                raise lost_connection(self.label, "starting SFTP", exc) from exc
+            self._sftp = (link, client)
+            return client
+
+    async def run(self, command: str, what: str) -> str:
+        """Run a short *command* of our own (mktemp, cleanup, kill) and return its stdout.
+
+        Raises:
+            SandboxUnavailableError: The host cannot be reached, or the
+                command failed (the message has its stderr).
+        """
+        async with self.session() as link:
+            try:
+                result = await link.conn.run(command, check=False)
+            except (OSError, asyncssh.Error) as exc:
+                raise lost_connection(self.label, what, exc) from exc
+        if result.exit_status != 0:
+            stderr = str(result.stderr or "").strip()
+            raise SandboxUnavailableError(
+                f"{what} failed on {self.label} (exit status {result.exit_status}): {stderr}"
+            )
+        return str(result.stdout or "")
+
+    async def aclose(self) -> None:
+        """Close every connection; later calls to :meth:`acquire` fail."""
+        self._closed = True
+        links, self._links = self._links, []
+        self._sftp = None
+        for link in links:
+            link.conn.close()
+        for link in links:
+            await link.conn.wait_closed()
+
+
+class HostSet:
+    """The host pools of one configuration on one event loop."""
+
+    def __init__(self, config: SSHSandboxConfig, key: str) -> None:
+        self.config = config
+        self.key = key
+        self.pools = [HostPool(host, config) for host in config.hosts]
+        self.holders = 0
+        self._slot_freed = asyncio.Event()
+
+    def _candidates(self) -> list[HostPool]:
+        """Hosts with a free sandbox slot, up first, then least loaded, then in order."""
+        now = time.monotonic()
+        free = [
+            pool
+            for pool in self.pools
+            if pool.host.max_sandboxes is None or pool.sandboxes < pool.host.max_sandboxes
+        ]
+        up = [pool for pool in free if pool.down_until <= now]
+        down = [pool for pool in free if pool.down_until > now]
+        return sorted(up, key=lambda pool: pool.sandboxes) + sorted(
+            down, key=lambda pool: pool.down_until
+        )
+
+    async def place(self) -> tuple[HostPool, str]:
+        """Pick the least loaded reachable host and make a working directory there.
+
+        Waits while every host is at its ``max_sandboxes``. A host that
+        cannot be reached is passed over for :data:`DOWN_FOR` seconds and
+        the next one is tried.
+
+        Returns:
+            The host's pool (its sandbox count already taken) and the
+            directory's absolute path.
+
+        Raises:
+            SandboxUnavailableError: No host could be reached; the message
+                has each host's reason.
+            HostRefusedError: A host's key is not trusted, or it refused our keys.
+        """
+        from ._script import mkdtemp_script
+
+        while True:
+            candidates = self._candidates()
+            if not candidates:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            failures: list[str] = []
+            for pool in candidates:
+                pool.sandboxes += 1
+                try:
+                    output = await pool.run(
+                        mkdtemp_script(self.config.workdir_base), "creating the working directory"
+                    )
+                except HostRefusedError:
+                    self.release(pool)
+                    raise
+                except SandboxUnavailableError as exc:
+                    self.release(pool)
+                    failures.append(str(exc))
+                    continue
+                except BaseException:
+                    self.release(pool)
+                    raise
+                workdir = output.strip()
+                if not workdir.startswith("/"):
+                    self.release(pool)
+                    raise SandboxUnavailableError(
+                        f"mktemp on {pool.label} printed {workdir!r}, not a directory"
+                    )
+                return pool, workdir
+            raise SandboxUnavailableError("no ssh host could be reached: " + "; ".join(failures))
+
+    def release(self, pool: HostPool) -> None:
+        """A sandbox placed on *pool* is gone."""
+        pool.sandboxes -= 1
+        self._slot_freed.set()
+
+    async def aclose(self) -> None:
+        for pool in self.pools:
+            await pool.aclose()
+
+
+_sets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, HostSet]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def host_set(config: SSHSandboxConfig) -> HostSet:
+    """The running loop's :class:`HostSet` for *config*, created on first use (not held)."""
+    loop = asyncio.get_running_loop()
+    sets = _sets.setdefault(loop, {})
+    key = config.model_dump_json()
+    found = sets.get(key)
+    if found is None:
+        found = sets[key] = HostSet(config, key)
+    return found
+
+
+@asynccontextmanager
+async def holding(config: SSHSandboxConfig) -> AsyncIterator[HostSet]:
+    """Hold *config*'s host set for the body (used by tests and benchmarks)."""
+    hosts = hold(config)
+    try:
+        yield hosts
+    finally:
+        await let_go(hosts)
+
+
+def hold(config: SSHSandboxConfig) -> HostSet:
+    """Take a hold on *config*'s host set on the running loop."""
+    hosts = host_set(config)
+    hosts.holders += 1
+    return hosts
+
+
+async def let_go(hosts: HostSet) -> None:
+    """Drop a hold; the last one closes the connections."""
+    hosts.holders -= 1
+    if hosts.holders > 0:
+        return
+    sets = _sets.get(asyncio.get_running_loop(), {})
+    if sets.get(hosts.key) is hosts:
+        del sets[hosts.key]
+    await hosts.aclose()
+
+
+def _all_pools() -> Sequence[HostSet]:
+    """Every host set on the running loop (for tests)."""
+    return list(_sets.get(asyncio.get_running_loop(), {}).values())

@@ -1,0 +1,366 @@
+"""One sample's sandbox on a host, as seen from the SSH loop.
+
+:class:`RemoteSandbox` does the network work of
+:class:`~corral.sandboxes._ssh.SSHSandboxEnvironment`: running an exec
+script on a channel of its own, SFTP reads and writes, and the final
+cleanup. Its coroutines run on the SSH loop (see :mod:`._bridge`) and take
+everything they need from the caller as arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import logging
+import os
+import posixpath
+import stat
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import anyio
+import asyncssh
+
+from .._errors import SandboxUnavailableError
+from ._errors import is_connection_error, lost_connection, sftp_error
+from ._pool import HostPool, HostSet, Link, let_go
+from ._script import HEADER, cleanup_script, kill_script
+
+__all__ = ["ExecOutcome", "RemoteSandbox"]
+
+logger = logging.getLogger("corral.sandbox")
+
+#: A header longer than this is not ours: the login shell printed something first.
+_MAX_HEADER = 256
+#: Seconds to wait, when killing, for the header that says which group to kill.
+_HEADER_WAIT = 5.0
+#: Seconds the kill itself (TERM, grace, KILL) may take beyond the grace.
+_KILL_MARGIN = 5.0
+#: Larger exec scripts are sent as a file over SFTP (an SSH packet is at
+#: most 256 KiB, and a channel request must fit in one).
+MAX_INLINE_SCRIPT = 64 * 1024
+
+
+@dataclass(slots=True)
+class ExecOutcome:
+    """What an exec script did: its header and the command's output."""
+
+    status: str
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    stdout_over: bool
+    stderr_over: bool
+
+
+class _Tail:
+    """The last *keep* bytes of a stream, and whether more than *keep* arrived."""
+
+    __slots__ = ("data", "keep", "over")
+
+    def __init__(self, keep: int) -> None:
+        self.data = bytearray()
+        self.keep = keep
+        self.over = False
+
+    def add(self, chunk: bytes) -> None:
+        data = self.data
+        data += chunk
+        if len(data) > self.keep:
+            self.over = True
+            if len(data) > 2 * self.keep + 65536:  # trim now and then, not on every chunk
+                del data[: len(data) - self.keep]
+
+    def value(self) -> bytes:
+        data = self.data
+        return bytes(data[-self.keep :]) if self.over and self.keep else bytes(data)
+
+
+class _ExecSession(asyncssh.SSHClientSession[bytes]):
+    """Collects an exec script's header and output as the channel delivers them."""
+
+    def __init__(self, limit: int) -> None:
+        self._pending = bytearray()
+        self.header: list[str] | None = None
+        self.bad_header: bytes | None = None
+        self.stdout = _Tail(limit)
+        self.stderr = _Tail(limit)
+        # An Event, not a future: cancelling a waiter must not mark the channel closed.
+        self.closed = asyncio.Event()
+        self.header_seen = asyncio.Event()
+        self.lost: BaseException | None = None
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self.stderr.add(data)
+            return
+        if self.header is None and self.bad_header is None:
+            pending = self._pending
+            pending += data
+            end = pending.find(b"\n")
+            if end < 0:
+                if len(pending) > _MAX_HEADER:
+                    self._reject(bytes(pending))
+                return
+            words = bytes(pending[:end]).split()
+            if len(words) != 4 or words[0] != HEADER:
+                self._reject(bytes(pending))
+                return
+            self.header = [word.decode("ascii", "replace") for word in words[1:]]
+            self.header_seen.set()
+            data = bytes(pending[end + 1 :])
+            pending.clear()
+            if not data:
+                return
+        self.stdout.add(data)
+
+    def _reject(self, data: bytes) -> None:
+        self.bad_header = data
+        self.header_seen.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
+        self.header_seen.set()
+        self.closed.set()
+
+
+def _same(session: _ExecSession) -> _ExecSession:
+    return session
+
+
+class RemoteSandbox:
+    """A working directory on a host, and the network work done in it.
+
+    Args:
+        hosts: The host set it was placed from (held until :meth:`close`).
+        pool: The host's connection pool.
+        workdir: The sample's working directory on the host.
+        tag: The token that marks every process it starts.
+    """
+
+    def __init__(self, hosts: HostSet, pool: HostPool, workdir: str, tag: str) -> None:
+        self.hosts = hosts
+        self.pool = pool
+        self.workdir = workdir
+        self.tag = tag
+        self.closed = False
+
+    @property
+    def label(self) -> str:
+        return self.pool.label
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise SandboxUnavailableError(
+                f"the ssh sandbox in {self.workdir} on {self.label} has been cleaned up"
+            )
+
+    def resolve(self, path: str) -> str:
+        return posixpath.join(self.workdir, path)
+
+    # -- exec -----------------------------------------------------------------------
+
+    async def exec(
+        self,
+        script: str,
+        input: bytes | None,
+        limit: int,
+        timeout: float | None,
+        grace: float,
+        action: str,
+    ) -> ExecOutcome:
+        """Run an exec *script* (see :mod:`._script`) and collect its output.
+
+        Raises:
+            TimeoutError: *timeout* passed; the command's group has been killed.
+            SandboxUnavailableError: The connection broke, or the host did
+                not run the script.
+
+        **Cancellation:** the command's process group is killed (TERM,
+        *grace*, KILL) and its channel closed before the cancellation
+        propagates.
+        """
+        self._check_open()
+        command = script
+        if len(script.encode("utf-8")) > MAX_INLINE_SCRIPT:
+            command = await self._script_file(script)
+        while True:
+            link = await self.pool.acquire()
+            session = _ExecSession(limit)
+            try:
+                chan, _ = await link.conn.create_session(
+                    functools.partial(_same, session), command, encoding=None
+                )
+            except asyncssh.ChannelOpenError as exc:
+                self.pool.release(link)
+                if link.closed:
+                    raise lost_connection(self.label, action, exc) from exc
+                if (
+                    exc.code
+                    in (
+                        asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                        asyncssh.OPEN_RESOURCE_SHORTAGE,
+                    )
+                    and link.sessions > 0
+                ):
+                    self.pool.refused(link)
+                    continue
+                raise lost_connection(self.label, action, exc) from exc
+            except BaseException as exc:
+                self.pool.release(link)
+                if isinstance(exc, (OSError, asyncssh.Error)):
+                    raise lost_connection(self.label, action, exc) from exc
+                raise
+            break
+        try:
+            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                try:
+                    if input:
+                        chan.write(input)
+                    chan.write_eof()
+                except (BrokenPipeError, ConnectionError):
+                    pass  # the channel closed already: the command did not read it all
+                await session.closed.wait()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._stop(link, chan, session, grace)
+            raise
+        finally:
+            self.pool.release(link)
+        if session.lost is not None and is_connection_error(session.lost):
+            raise lost_connection(self.label, action, session.lost)
+        if session.header is None:
+            if link.closed:
+                raise lost_connection(self.label, action, session.lost)
+            shown = (session.bad_header or bytes(session.stderr.value()))[:500]
+            raise SandboxUnavailableError(
+                f"{self.label} did not run the command as expected (is the login shell "
+                f"POSIX-compatible?): {shown.decode('utf-8', 'replace').strip()!r}"
+            )
+        returncode = chan.get_returncode()
+        return ExecOutcome(
+            status=session.header[2],
+            returncode=-1 if returncode is None else returncode,
+            stdout=session.stdout.value(),
+            stderr=session.stderr.value(),
+            stdout_over=session.stdout.over,
+            stderr_over=session.stderr.over,
+        )
+
+    async def _stop(
+        self,
+        link: Link,
+        chan: asyncssh.SSHClientChannel[bytes],
+        session: _ExecSession,
+        grace: float,
+    ) -> None:
+        """Kill a command that timed out or was cancelled, then close its channel."""
+        try:
+            if not session.closed.is_set() and not link.closed:
+                with anyio.move_on_after(_HEADER_WAIT):
+                    await session.header_seen.wait()
+                header = session.header
+                if header is not None and not session.closed.is_set():
+                    pid, pgid = int(header[0]), int(header[1])
+                    with anyio.move_on_after(grace + _KILL_MARGIN):
+                        await self.pool.run(kill_script(pid, pgid, grace), "killing a command")
+        except (OSError, asyncssh.Error, SandboxUnavailableError, ValueError) as exc:
+            logger.warning("could not kill a command on %s: %r", self.label, exc)
+        finally:
+            chan.close()
+            with anyio.move_on_after(_KILL_MARGIN):
+                await chan.wait_closed()
+
+    async def _script_file(self, script: str) -> str:
+        """Send a large *script* as a file that deletes itself; return the command that runs it."""
+        path = self.resolve(f".corral-exec-{os.urandom(6).hex()}.sh")
+        await self.write(path, ('rm -f -- "$0"\n' + script).encode("utf-8"))
+        return f"exec /bin/sh {path}"
+
+    # -- files ----------------------------------------------------------------------
+
+    async def read(self, path: str, limit: int, shown: str) -> bytes | None:
+        """The bytes of *path*, or ``None`` when it is over *limit* (nothing read then).
+
+        Raises:
+            FileNotFoundError, PermissionError, IsADirectoryError, OSError:
+                As SFTP reports them, naming *shown* (the caller's path).
+            SandboxUnavailableError: The connection broke.
+        """
+        self._check_open()
+        sftp = await self.pool.sftp()
+        try:
+            attrs = await sftp.stat(path)
+        except asyncssh.SFTPError as exc:
+            raise sftp_error(exc, shown, self.label, "read_file") from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise lost_connection(self.label, f"read_file {shown!r}", exc) from exc
+        if attrs.permissions is not None and stat.S_ISDIR(attrs.permissions):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
+        if attrs.size is not None and attrs.size > limit:
+            return None
+        try:
+            async with sftp.open(path, "rb") as f:
+                data: bytes = await f.read(limit + 1)
+        except asyncssh.SFTPError as exc:
+            raise sftp_error(exc, shown, self.label, "read_file") from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise lost_connection(self.label, f"read_file {shown!r}", exc) from exc
+        return None if len(data) > limit else data
+
+    async def write(self, path: str, data: bytes, shown: str | None = None) -> None:
+        """Write *data* to *path*, creating its parents.
+
+        Raises:
+            IsADirectoryError: *path* is a directory.
+            PermissionError, OSError: As SFTP reports them, naming *shown*.
+            SandboxUnavailableError: The connection broke.
+        """
+        self._check_open()
+        shown = path if shown is None else shown
+        sftp = await self.pool.sftp()
+        try:
+            try:
+                async with sftp.open(path, "wb") as f:
+                    await f.write(data)
+            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
+                parent = posixpath.dirname(path)
+                if not parent or parent == path:
+                    raise
+                await sftp.makedirs(parent, exist_ok=True)
+                async with sftp.open(path, "wb") as f:
+                    await f.write(data)
+        except asyncssh.SFTPError as exc:
+            if isinstance(exc, asyncssh.SFTPFailure | asyncssh.SFTPPermissionDenied):
+                try:
+                    is_dir = await sftp.isdir(path)
+                except (OSError, asyncssh.Error):
+                    is_dir = False
+                if is_dir:
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown) from exc
+            raise sftp_error(exc, shown, self.label, "write_file") from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise lost_connection(self.label, f"write_file {shown!r}", exc) from exc
+
+    # -- cleanup --------------------------------------------------------------------
+
+    async def close(self) -> int:
+        """Kill what the sample left running, remove its directory, release the host.
+
+        Returns:
+            How many leftover processes were killed.
+
+        Raises:
+            SandboxUnavailableError: The host could not be reached (the
+                directory and any leftovers stay; the host is released anyway).
+        """
+        if self.closed:
+            return 0
+        self.closed = True
+        try:
+            output = await self.pool.run(cleanup_script(self.workdir, self.tag), "cleanup")
+            return int(output.strip() or 0)
+        finally:
+            self.hosts.release(self.pool)
+            await let_go(self.hosts)

@@ -1,0 +1,187 @@
+"""The shell scripts the ``"ssh"`` sandbox sends to a host.
+
+SSH sends a command as one string for the login shell, so each argument is
+quoted here (:func:`shlex.quote`: single quotes, nothing inside interpreted)
+and nothing the caller gives is ever spliced into a script unquoted. The
+scripts use POSIX ``sh`` only, so the user's login shell must be
+POSIX-compatible (sh, dash, bash, ksh, zsh).
+
+An exec script first prints one header line on stdout,
+``corral-exec <pid> <pgid> <status>``, then ``exec``\\ s the command, so the
+command keeps the shell's process id. OpenSSH makes each session's command
+a session leader, so ``pgid`` equals ``pid`` and the whole process group can
+be killed on a timeout or a cancellation; on a server that does not,
+``pgid`` is the shell's group and only ``pid`` is killed. ``status`` is
+``ok``, or why the command was not started (see :data:`STATUSES`); the
+checks are shell builtins, so they cost no extra process.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "HEADER",
+    "STATUSES",
+    "TAG_VARIABLE",
+    "check_env",
+    "cleanup_script",
+    "exec_script",
+    "kill_script",
+    "mkdtemp_script",
+]
+
+#: The first word of the header line an exec script prints.
+HEADER = b"corral-exec"
+
+#: Every process an ssh sandbox starts carries ``CORRAL_SSH_SANDBOX=<token>``;
+#: cleanup finds the sample's leftovers by it.
+TAG_VARIABLE = "CORRAL_SSH_SANDBOX"
+
+#: Header statuses other than ``ok``: the reason the command did not start.
+STATUSES = {
+    "nocwd": "the working directory does not exist",
+    "notdir": "the working directory is not a directory",
+    "cwdperm": "the working directory cannot be entered",
+    "noprog": "the program was not found",
+    "noexec": "the program is not an executable file",
+    "nosudo": "the command cannot be run as that user (sudo -n refused or missing)",
+}
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+_q = shlex.quote
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """Check that *env* can be exported by a POSIX shell.
+
+    Raises:
+        TypeError: A key or value is not a ``str``.
+        ValueError: A key is not a shell variable name, or a value holds NUL.
+    """
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"env must map str to str, got {key!r}: {type(value).__name__}")
+        if not _NAME.match(key):
+            raise ValueError(
+                f"env key {key!r} is not a valid shell variable name "
+                "(letters, digits and _, not starting with a digit)"
+            )
+        if "\0" in value:
+            raise ValueError(f"env value of {key!r} holds a NUL character")
+
+
+def exec_script(
+    argv: list[str], *, cwd: str, env: Mapping[str, str], tag: str, user: str | None
+) -> str:
+    """The script that checks *cwd*, *argv[0]* and *user*, prints the header and runs *argv*.
+
+    *env* must have passed :func:`check_env`; *tag* is the sandbox's token.
+    """
+    cwd_q = _q(cwd)
+    lines = [
+        "s=ok g=0",
+        "{ read -r _ _ _ _ g _ </proc/$$/stat; } 2>/dev/null",
+        f"if ! cd -- {cwd_q} 2>/dev/null; then "
+        f"if [ ! -e {cwd_q} ]; then s=nocwd; elif [ ! -d {cwd_q} ]; then s=notdir; "
+        "else s=cwdperm; fi",
+    ]
+    assignments = " ".join(f"{key}={_q(value)}" for key, value in env.items())
+    command = " ".join(_q(arg) for arg in argv)
+    program = _q(argv[0])
+    if user is None:
+        if "/" in argv[0]:
+            lines.append(
+                f"elif [ ! -e {program} ]; then s=noprog; "
+                f"elif [ -d {program} ] || [ ! -x {program} ]; then s=noexec"
+            )
+        else:
+            lines.append(f"elif ! command -v {program} >/dev/null 2>&1; then s=noprog")
+        lines.append("fi")
+        exports = f"export {TAG_VARIABLE}={tag}" + (f" {assignments}" if assignments else "")
+        run = f"{exports}; exec {command}"
+    else:
+        # sudo resets the environment: ``env`` puts the variables back.
+        lines.append(f"elif ! sudo -n -u {_q(user)} true >/dev/null 2>&1; then s=nosudo")
+        lines.append("fi")
+        run = (
+            f"exec sudo -n -u {_q(user)} -- env {TAG_VARIABLE}={tag}"
+            + (f" {assignments}" if assignments else "")
+            + f" {command}"
+        )
+    lines.append(f'printf \'{HEADER.decode()} %s %s %s\\n\' "$$" "$g" "$s"')
+    lines.append('[ "$s" = ok ] || exit 0')
+    lines.append(run)
+    return "\n".join(lines)
+
+
+def kill_script(pid: int, pgid: int, grace: float) -> str:
+    """SIGTERM the command's group (or the command), SIGKILL what is left after *grace* seconds.
+
+    Returns once no member of the group is alive. Zombies do not count: an
+    orphan whose parent died is reparented to PID 1, which in a container
+    may never reap it, and ``kill -0`` would find it forever.
+    """
+    if pgid == pid:
+        target = f"-{pgid}"
+        alive = (
+            "alive() { kill -s 0 -- " + target + " 2>/dev/null || return 1\n"
+            "  for d in /proc/[0-9]*; do\n"
+            '    { read -r l <"$d/stat"; } 2>/dev/null || continue\n'
+            '    set -- ${l##*) }; [ "$3" = ' + str(pgid) + ' ] && [ "$1" != Z ] && return 0\n'
+            "  done; return 1; }"
+        )
+    else:
+        target = str(pid)
+        alive = f"alive() {{ kill -s 0 -- {pid} 2>/dev/null; }}"
+    steps = max(1, round(grace / 0.02))
+    return "\n".join(
+        [
+            alive,
+            f"kill -s TERM -- {target} 2>/dev/null || exit 0",
+            "i=0",
+            "while alive; do",
+            f"  if [ $i -ge {steps} ]; then kill -s KILL -- {target} 2>/dev/null; exit 0; fi",
+            "  sleep 0.02; i=$((i+1))",
+            "done",
+        ]
+    )
+
+
+def mkdtemp_script(base: str) -> str:
+    """Create and print a private working directory under *base*."""
+    return f"mktemp -d {_q(base.rstrip('/') + '/corral-sandbox-XXXXXXXX')}"
+
+
+def cleanup_script(workdir: str, tag: str) -> str:
+    """Kill every process tagged *tag* (with its group), remove *workdir*, print the count killed.
+
+    Processes are found by their environment in ``/proc`` (Linux); a
+    process running as another user (through sudo) cannot be read, and is
+    not found.
+    """
+    return "\n".join(
+        [
+            f"t={_q(f'{TAG_VARIABLE}={tag}')} n=0",
+            "for r in 1 2 3; do",
+            "  found=0",
+            "  for d in /proc/[0-9]*; do",
+            '    p=${d#/proc/}; [ "$p" = $$ ] && continue',
+            '    grep -qsxzF -e "$t" "$d/environ" 2>/dev/null || continue',
+            "    found=1 n=$((n+1)) g=",
+            '    { read -r l <"$d/stat"; } 2>/dev/null && { set -- ${l##*) }; g=$3; }',
+            '    [ -n "$g" ] && [ "$g" != 1 ] && kill -s KILL -- "-$g" 2>/dev/null',
+            '    kill -s KILL -- "$p" 2>/dev/null',
+            "  done",
+            '  [ "$found" = 0 ] && break',
+            "done",
+            f"rm -rf -- {_q(workdir)}",
+            'echo "$n"',
+        ]
+    )
