@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench lint typecheck check clean
+.PHONY: test demo bench lint typecheck check clean ssh-server
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## test: lint, type-check, then run the whole test suite under trio and asyncio
-test: $(STAMP) lint typecheck
+test: $(STAMP) ssh-server lint typecheck
 	$(BIN)/python -m pytest
 
 ## demo: run the main job (40 sandboxed samples under trio, with a live display and a summary)
@@ -21,8 +21,21 @@ demo: $(STAMP)
 	$(BIN)/corral demo
 
 ## bench: run every benchmark side by side with its baseline (JSON lines)
-bench: $(STAMP)
+bench: $(STAMP) ssh-server
 	@for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+## ssh-server: install OpenSSH's sshd and sudo (as root) for the SSH sandbox tests and benchmarks
+# Without root, only a notice: the SSH tests then skip (CI sets CORRAL_REQUIRE_SSH=1 and fails).
+# The tests run their own sshd on a free loopback port; a system sshd the package may start
+# on port 22 does not disturb them.
+ssh-server:
+	@if [ -x /usr/sbin/sshd ] && command -v sudo >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing openssh-server and sudo for the SSH sandbox tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sudo; \
+	else \
+		echo "note: openssh-server or sudo missing and not root; the SSH sandbox tests will skip"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks docs/examples

@@ -21,6 +21,7 @@ tasks and samples that use it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
@@ -34,7 +35,7 @@ from ._config import IGNORE_KNOWN_HOSTS, SSHHostConfig, SSHSandboxConfig
 from ._errors import HostRefusedError, connect_error, lost_connection
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator
 
 __all__ = ["HostPool", "HostSet", "Link", "host_set"]
 
@@ -60,6 +61,30 @@ class Link:
     @property
     def closed(self) -> bool:
         return self.conn.is_closed()
+
+
+def _same(session: asyncssh.SSHClientSession[bytes]) -> asyncssh.SSHClientSession[bytes]:
+    return session
+
+
+class _Collect(asyncssh.SSHClientSession[bytes]):
+    """The output of one of our own short commands."""
+
+    def __init__(self) -> None:
+        self.stdout = b""
+        self.stderr = b""
+        self.lost: Exception | None = None
+        self.closed = asyncio.Event()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self.stderr += data
+        else:
+            self.stdout += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
+        self.closed.set()
 
 
 class HostPool:
@@ -170,13 +195,13 @@ class HostPool:
         link.sessions -= 1
 
     def refused(self, link: Link) -> None:
-        """The server refused a channel on *link*: its real limit is what it holds now."""
-        link.capacity = max(1, link.sessions - 1)
+        """The server refused a channel on *link* (slot given back): its limit is what it holds."""
+        link.capacity = max(1, link.sessions)
         logger.info(
             "%s refused a channel with %d open: the connection now holds at most %d "
             "(set max_sessions to the server's MaxSessions)",
             self.label,
-            link.sessions - 1,
+            link.sessions,
             link.capacity,
         )
 
@@ -214,6 +239,46 @@ class HostPool:
             self._sftp = (link, client)
             return client
 
+    async def open_session(
+        self, session: asyncssh.SSHClientSession[bytes], command: str, what: str
+    ) -> tuple[Link, asyncssh.SSHClientChannel[bytes]]:
+        """Open a channel running *command*, its events going to *session*.
+
+        The slot taken stays taken until :meth:`release`. A channel refused
+        while others are open on the connection lowers its capacity and is
+        tried again elsewhere; one refused on a connection found closed is
+        tried once on a new connection (nothing ran yet, so that is safe).
+
+        Raises:
+            SandboxUnavailableError: The host cannot be reached (naming it and *what*).
+        """
+        retried = False
+        while True:
+            link = await self.acquire()
+            try:
+                chan, _ = await link.conn.create_session(
+                    functools.partial(_same, session), command, encoding=None
+                )
+            except asyncssh.ChannelOpenError as exc:
+                self.release(link)
+                if link.closed and not retried:
+                    retried = True
+                    continue
+                if not link.closed and link.sessions > 0:
+                    self.refused(link)
+                    continue
+                raise lost_connection(self.label, what, exc) from exc
+            except (OSError, asyncssh.Error) as exc:
+                self.release(link)
+                if link.closed and not retried:
+                    retried = True
+                    continue
+                raise lost_connection(self.label, what, exc) from exc
+            except BaseException:
+                self.release(link)
+                raise
+            return link, chan
+
     async def run(self, command: str, what: str) -> str:
         """Run a short *command* of our own (mktemp, cleanup, kill) and return its stdout.
 
@@ -221,17 +286,24 @@ class HostPool:
             SandboxUnavailableError: The host cannot be reached, or the
                 command failed (the message has its stderr).
         """
-        async with self.session() as link:
-            try:
-                result = await link.conn.run(command, check=False)
-            except (OSError, asyncssh.Error) as exc:
-                raise lost_connection(self.label, what, exc) from exc
-        if result.exit_status != 0:
-            stderr = str(result.stderr or "").strip()
+        session = _Collect()
+        link, chan = await self.open_session(session, command, what)
+        try:
+            chan.write_eof()
+            await session.closed.wait()
+        finally:
+            if not session.closed.is_set():
+                chan.close()  # cancelled: abandon the channel, not the connection
+            self.release(link)
+        if session.lost is not None:
+            raise lost_connection(self.label, what, session.lost)
+        status = chan.get_returncode()
+        if status != 0:
             raise SandboxUnavailableError(
-                f"{what} failed on {self.label} (exit status {result.exit_status}): {stderr}"
+                f"{what} failed on {self.label} (exit status {status}): "
+                f"{session.stderr.decode('utf-8', 'replace').strip()}"
             )
-        return str(result.stdout or "")
+        return session.stdout.decode("utf-8", "replace")
 
     async def aclose(self) -> None:
         """Close every connection; later calls to :meth:`acquire` fail."""
@@ -370,8 +442,3 @@ async def let_go(hosts: HostSet) -> None:
     if sets.get(hosts.key) is hosts:
         del sets[hosts.key]
     await hosts.aclose()
-
-
-def _all_pools() -> Sequence[HostSet]:
-    """Every host set on the running loop (for tests)."""
-    return list(_sets.get(asyncio.get_running_loop(), {}).values())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import logging
 import os
 import posixpath
@@ -125,10 +124,6 @@ class _ExecSession(asyncssh.SSHClientSession[bytes]):
         self.closed.set()
 
 
-def _same(session: _ExecSession) -> _ExecSession:
-    return session
-
-
 class RemoteSandbox:
     """A working directory on a host, and the network work done in it.
 
@@ -185,34 +180,8 @@ class RemoteSandbox:
         command = script
         if len(script.encode("utf-8")) > MAX_INLINE_SCRIPT:
             command = await self._script_file(script)
-        while True:
-            link = await self.pool.acquire()
-            session = _ExecSession(limit)
-            try:
-                chan, _ = await link.conn.create_session(
-                    functools.partial(_same, session), command, encoding=None
-                )
-            except asyncssh.ChannelOpenError as exc:
-                self.pool.release(link)
-                if link.closed:
-                    raise lost_connection(self.label, action, exc) from exc
-                if (
-                    exc.code
-                    in (
-                        asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                        asyncssh.OPEN_RESOURCE_SHORTAGE,
-                    )
-                    and link.sessions > 0
-                ):
-                    self.pool.refused(link)
-                    continue
-                raise lost_connection(self.label, action, exc) from exc
-            except BaseException as exc:
-                self.pool.release(link)
-                if isinstance(exc, (OSError, asyncssh.Error)):
-                    raise lost_connection(self.label, action, exc) from exc
-                raise
-            break
+        session = _ExecSession(limit)
+        link, chan = await self.pool.open_session(session, command, action)
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 try:

@@ -1,0 +1,29 @@
+"""The ssh sandbox passes the conformance suite against a real OpenSSH server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from corral.sandboxes import SandboxEnvironment
+from corral.sandboxes._proxy import SandboxEnvironmentProxy
+from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
+from corral.sandboxes._ssh._server import OpenSSHServer
+from corral.sandboxes.testing import SandboxConformance
+
+pytestmark = pytest.mark.anyio
+
+
+class TestSSHConformance(SandboxConformance):
+    @pytest.fixture
+    async def sandbox_env(
+        self, sshd: OpenSSHServer, no_remote_leftovers: OpenSSHServer
+    ) -> AsyncIterator[SandboxEnvironment]:
+        config = sshd.sandbox_config()
+        environments = await SSHSandboxEnvironment.sample_init("conformance", config, {})
+        try:
+            # Through the proxy, as samples see it.
+            yield SandboxEnvironmentProxy(environments["default"])
+        finally:
+            await SSHSandboxEnvironment.sample_cleanup("conformance", config, environments, False)

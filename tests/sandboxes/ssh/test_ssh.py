@@ -1,0 +1,255 @@
+"""The ssh sandbox against a real OpenSSH server: quoting, env, users, pooling, lifecycle."""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+
+import anyio
+import pytest
+
+import corral
+from corral.sandboxes import SandboxUnavailableError
+from corral.sandboxes._proxy import SandboxEnvironmentProxy
+from corral.sandboxes._ssh import _pool
+from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
+from corral.sandboxes._ssh._server import OpenSSHServer
+from corral.util import ExecResult, SandboxEvent, sandbox
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_arguments_are_never_interpreted(no_remote_leftovers: OpenSSHServer) -> None:
+    config = no_remote_leftovers.sandbox_config()
+    async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
+        env = sandbox()
+        await env.write_file("canary", "alive")
+        nasty = [
+            "; rm -rf canary",
+            "$(rm canary)",
+            "`rm canary`",
+            "' ; rm canary; '",
+            '"$HOME"',
+            "a\nb",
+            "*",
+            "",
+            "-n",
+        ]
+        result = await env.exec(["printf", "%s\\0", *nasty])
+        assert result.stdout.split("\0")[:-1] == nasty
+        assert await env.read_file("canary") == "alive"
+        assert (await env.exec(["ls"])).stdout.split() == ["canary"]
+
+
+async def test_env_reaches_the_command_without_accept_env(
+    no_remote_leftovers: OpenSSHServer,
+) -> None:
+    config = no_remote_leftovers.sandbox_config()
+    async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
+        env = sandbox()
+        value = "spaces and 'quotes' and $(not run)"
+        result = await env.exec(["sh", "-c", 'printf %s "$CORRAL_T"'], env={"CORRAL_T": value})
+        assert result.stdout == value
+        path = await env.exec(["sh", "-c", 'printf %s "$PATH"'], env={"PATH": "/usr/bin:/bin"})
+        assert path.stdout == "/usr/bin:/bin"
+        with pytest.raises(ValueError, match="'BAD-NAME'"):
+            await env.exec(["true"], env={"BAD-NAME": "x"})
+
+
+async def test_user_through_sudo(no_remote_leftovers: OpenSSHServer) -> None:
+    server = no_remote_leftovers
+    async with corral.task("t", sandbox=("ssh", server.sandbox_config())) as task, task.sample(1):
+        env = sandbox()
+        # The sample's directory is private to the login user: run elsewhere.
+        other = await env.exec(["id", "-un"], user=server.other_username, cwd="/")
+        assert other.stdout.strip() == server.other_username
+        same = await env.exec(["id", "-un"], user=server.username)
+        assert same.stdout.strip() == server.username
+        with pytest.raises(PermissionError) as info:
+            await env.exec(["true"], user="root", cwd="/")
+        assert "'root'" in str(info.value)
+        assert "127.0.0.1" in str(info.value)
+
+
+async def test_missing_program_and_cwd(no_remote_leftovers: OpenSSHServer) -> None:
+    config = no_remote_leftovers.sandbox_config()
+    async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
+        env = sandbox()
+        with pytest.raises(FileNotFoundError) as missing:
+            await env.exec(["corral-no-such-program"])
+        assert missing.value.filename == "corral-no-such-program"
+        with pytest.raises(FileNotFoundError) as nocwd:
+            await env.exec(["true"], cwd="no/such/dir")
+        assert nocwd.value.filename == "no/such/dir"
+        await env.write_file("plain", "x")
+        with pytest.raises(NotADirectoryError):
+            await env.exec(["true"], cwd="plain")
+        with pytest.raises(FileNotFoundError):
+            await env.exec(["/no/such/binary"])
+
+
+async def test_signal_exit_status_and_events(no_remote_leftovers: OpenSSHServer) -> None:
+    config = no_remote_leftovers.sandbox_config()
+    async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1) as sample:
+        env = sandbox()
+        killed = await env.exec(["sh", "-c", "kill -s KILL $$"])
+        assert (killed.success, killed.returncode) == (False, -9)
+        echo = await env.exec(["echo", "hello"])
+        assert echo == ExecResult(True, 0, "hello\n", "")
+    events = [e for e in sample.transcript.events if isinstance(e, SandboxEvent)]
+    assert [e.cmd for e in events[-2:]] == [
+        shlex.join(["sh", "-c", "kill -s KILL $$"]),
+        "echo hello",
+    ]
+    assert events[-1].output == "hello\n"
+
+
+async def test_cancellation_kills_the_remote_group(no_remote_leftovers: OpenSSHServer) -> None:
+    config = no_remote_leftovers.sandbox_config()
+    marker = f"300.{secrets.randbelow(10**8):08d}"
+    async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
+        env = sandbox()
+        with anyio.move_on_after(0.5) as scope:
+            await env.exec(["sh", "-c", f"sleep {marker} & sleep {marker}; wait"])
+        assert scope.cancelled_caught
+        # The group is gone before exec returned: nothing to find now.
+        # The marker goes in a file, so the search does not find itself.
+        await env.write_file("marker", marker)
+        ps = await env.exec(["sh", "-c", "grep -lsF -f marker /proc/[0-9]*/cmdline; true"])
+        assert ps.stdout.split() == []
+
+
+async def test_time_limit_cleans_up_the_sample(no_remote_leftovers: OpenSSHServer) -> None:
+    config = no_remote_leftovers.sandbox_config()
+    directories: list[str] = []
+
+    async def limited(task: corral.Task) -> None:
+        async with task.sample(1, time_limit=0.5):
+            env = sandbox()
+            directories.append((await env.exec(["pwd"])).stdout.strip())
+            # A daemon that leaves the command's group: found by its tag at cleanup.
+            await env.exec(["sh", "-c", "setsid sleep 300 >/dev/null 2>&1 < /dev/null &"])
+            await env.exec(["sleep", "30"])
+
+    async with corral.task("t", sandbox=("ssh", config)) as task:
+        with pytest.raises(TimeoutError, match="time limit"):
+            await limited(task)
+        assert directories
+        assert directories[0].startswith("/tmp/corral-sandbox-")
+        async with task.sample(2):
+            probe = await sandbox().exec(["test", "-e", directories[0]])
+            assert probe.returncode == 1
+
+
+async def test_connection_command(no_remote_leftovers: OpenSSHServer) -> None:
+    server = no_remote_leftovers
+    async with corral.task("t", sandbox=("ssh", server.sandbox_config())) as task, task.sample(1):
+        env = sandbox()
+        connection = await env.connection()
+        directory = (await env.exec(["pwd"])).stdout.strip()
+    argv = shlex.split(connection.command)
+    assert connection.type == "ssh"
+    assert argv[:4] == ["ssh", "-t", "-p", str(server.port)]
+    assert f"{server.username}@{server.host}" in argv
+    assert f"UserKnownHostsFile={server.known_hosts}" in argv
+    assert directory in argv[-1]
+    with pytest.raises(ConnectionError):
+        await env.connection()
+    with pytest.raises(SandboxUnavailableError, match="cleaned up"):
+        await env.exec(["true"])
+
+
+async def test_channels_per_connection_stay_under_max_sessions(
+    no_remote_leftovers: OpenSSHServer,
+) -> None:
+    # The server allows 10 sessions per connection; 25 execs at once need 3 connections.
+    config = no_remote_leftovers.sandbox_config()
+    peaks: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            # Under trio the pools live on the SSH loop's thread: ints are safe to read.
+            pools = [
+                pool
+                for sets in list(_pool._sets.values())
+                for hosts in list(sets.values())
+                for pool in hosts.pools
+            ]
+            peaks.extend(link.sessions for pool in pools for link in pool._links)
+            await anyio.sleep(0.01)
+
+    async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
+        env = sandbox()
+        results: list[str] = []
+
+        async def run(i: int) -> None:
+            results.append((await env.exec(["sh", "-c", f"sleep 0.3; echo {i}"])).stdout)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            async with anyio.create_task_group() as runs:
+                for i in range(25):
+                    runs.start_soon(run, i)
+            tg.cancel_scope.cancel()
+        assert sorted(results) == sorted(f"{i}\n" for i in range(25))
+        assert 5 <= max(peaks, default=0) <= 10
+
+
+async def test_a_lower_server_limit_is_learnt(no_remote_leftovers: OpenSSHServer) -> None:
+    # Configured for 25 sessions per connection, the server refuses the 11th:
+    # the pool lowers that connection's capacity and opens another.
+    config = no_remote_leftovers.sandbox_config()
+    config["hosts"] = [
+        {
+            "host": "127.0.0.1",
+            "port": no_remote_leftovers.port,
+            "username": no_remote_leftovers.username,
+            "max_sessions": 25,
+        }
+    ]
+    async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
+        env = sandbox()
+        results: list[str] = []
+
+        async def run(i: int) -> None:
+            results.append((await env.exec(["sh", "-c", f"sleep 0.3; echo {i}"])).stdout)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(run, i)
+    assert sorted(results) == sorted(f"{i}\n" for i in range(20))
+
+
+async def test_samples_spread_over_hosts_by_load(no_remote_leftovers: OpenSSHServer) -> None:
+    server = no_remote_leftovers
+    # The same server under two names: 127.0.0.1 and localhost.
+    config = server.sandbox_config(
+        hosts=[
+            {"host": "127.0.0.1", "port": server.port, "username": server.username},
+            {"host": "localhost", "port": server.port, "username": server.username},
+        ],
+        known_hosts="ignore",
+    )
+    hosts: list[str] = []
+    async with corral.task("t", sandbox=("ssh", config)) as task:
+
+        async def one(i: int, ready: anyio.Event, release: anyio.Event) -> None:
+            async with task.sample(i):
+                env = sandbox()
+                assert isinstance(env, SandboxEnvironmentProxy)
+                assert isinstance(env.inner, SSHSandboxEnvironment)
+                hosts.append(env.inner.host)
+                ready.set()
+                await release.wait()
+
+        release = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                ready = anyio.Event()
+                tg.start_soon(one, i, ready, release)
+                await ready.wait()
+            release.set()
+    assert sorted(hosts) == sorted(
+        [f"{server.username}@127.0.0.1:{server.port}"] * 2
+        + [f"{server.username}@localhost:{server.port}"] * 2
+    )
