@@ -1,0 +1,149 @@
+"""The ssh sandbox when things go wrong: servers killed, hosts down or silent, bad keys."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import anyio
+import anyio.to_thread
+import pytest
+
+import corral
+from corral.sandboxes import SandboxUnavailableError
+from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
+from corral.sandboxes._ssh._errors import HostRefusedError
+from corral.sandboxes._ssh._server import OpenSSHServer
+from corral.util import sandbox
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections (the kernel's backlog) and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def closed_port() -> int:
+    """A port nothing listens on (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_server_killed_mid_exec_then_back(fresh_sshd: OpenSSHServer) -> None:
+    server = fresh_sshd
+    async with (
+        corral.task("t", sandbox=("ssh", server.sandbox_config())) as task,
+        task.sample(1),
+    ):
+        env = sandbox()
+        await env.write_file("kept.txt", "still here")
+        failure: list[BaseException] = []
+        elapsed: list[float] = []
+
+        async def long_exec() -> None:
+            with pytest.raises(SandboxUnavailableError) as info:
+                await env.exec(["sleep", "30"])
+            elapsed.append(time.monotonic() - stopped[0])
+            failure.append(info.value)
+
+        stopped = [0.0]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long_exec)
+            await anyio.sleep(0.5)
+            stopped[0] = time.monotonic()
+            await anyio.to_thread.run_sync(server.stop)
+        assert f"127.0.0.1:{server.port}" in str(failure[0])
+        assert "lost the connection" in str(failure[0])
+        assert elapsed[0] < 5.0
+
+        # Back on the same port: the next call reconnects, the files are there.
+        await anyio.to_thread.run_sync(server.start)
+        assert await env.read_file("kept.txt") == "still here"
+        assert (await env.exec(["echo", "back"])).stdout == "back\n"
+
+
+async def test_dropped_connections_are_reopened_on_next_use(
+    fresh_sshd: OpenSSHServer,
+) -> None:
+    server = fresh_sshd
+    async with (
+        corral.task("t", sandbox=("ssh", server.sandbox_config())) as task,
+        task.sample(1),
+    ):
+        env = sandbox()
+        assert (await env.exec(["echo", "one"])).stdout == "one\n"
+        await anyio.to_thread.run_sync(server.kill_sessions)
+        assert (await env.exec(["echo", "two"])).stdout == "two\n"
+        await anyio.to_thread.run_sync(server.kill_sessions)
+        await env.write_file("f", "x")
+        assert await env.read_file("f") == "x"
+
+
+async def test_silent_host_connect_timeout(sshd: OpenSSHServer, silent_port: int) -> None:
+    config = sshd.sandbox_config(
+        hosts=[{"host": "127.0.0.1", "port": silent_port, "username": sshd.username}],
+        connect_timeout=0.5,
+    )
+    started = time.monotonic()
+    with pytest.raises(SandboxUnavailableError) as info:
+        await SSHSandboxEnvironment.sample_init("t", config, {})
+    assert time.monotonic() - started < 3.0
+    assert f"127.0.0.1:{silent_port}" in str(info.value)
+    assert "connect_timeout=0.5" in str(info.value)
+
+
+async def test_wrong_host_key_is_refused(sshd: OpenSSHServer) -> None:
+    config = sshd.sandbox_config(known_hosts=str(sshd.wrong_known_hosts))
+    with pytest.raises(HostRefusedError) as info:
+        await SSHSandboxEnvironment.sample_init("t", config, {})
+    message = str(info.value)
+    assert f"127.0.0.1:{sshd.port}" in message
+    assert str(sshd.wrong_known_hosts) in message
+    assert "not trusted" in message
+
+
+async def test_wrong_key_names_the_user(sshd: OpenSSHServer) -> None:
+    config = sshd.sandbox_config(client_keys=[str(sshd.unauthorized_key)])
+    with pytest.raises(HostRefusedError) as info:
+        await SSHSandboxEnvironment.sample_init("t", config, {})
+    assert f"user {sshd.username!r}" in str(info.value)
+    assert "authentication failed" in str(info.value)
+
+
+async def test_two_hosts_one_down(no_remote_leftovers: OpenSSHServer) -> None:
+    server = no_remote_leftovers
+    down = closed_port()
+    config = server.sandbox_config(
+        hosts=[
+            {"host": "127.0.0.1", "port": down, "username": server.username},
+            {"host": "127.0.0.1", "port": server.port, "username": server.username},
+        ]
+    )
+    used: list[str] = []
+    async with corral.task("t", sandbox=("ssh", config)) as task:
+        for i in range(3):
+            async with task.sample(i):
+                used.append((await sandbox().exec(["echo", "ok"])).stdout)
+    assert used == ["ok\n"] * 3
+
+
+async def test_every_host_down_names_each(sshd: OpenSSHServer) -> None:
+    ports = [closed_port(), closed_port()]
+    config = sshd.sandbox_config(
+        hosts=[{"host": "127.0.0.1", "port": port, "username": sshd.username} for port in ports]
+    )
+    with pytest.raises(SandboxUnavailableError) as info:
+        await SSHSandboxEnvironment.sample_init("t", config, {})
+    for port in ports:
+        assert f"127.0.0.1:{port}" in str(info.value)
