@@ -329,8 +329,8 @@ async def _main(report: _Report, live: Live) -> None:
     live.update(_status(report, started), refresh=True)
 
 
-def _live_descendants() -> int:
-    """Count live (non-zombie) descendants of this process, from /proc."""
+def _live_descendants() -> set[int]:
+    """The live (non-zombie) descendants of this process, from /proc."""
     parents: dict[int, int] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -342,15 +342,15 @@ def _live_descendants() -> int:
             continue
         if fields[0] != b"Z":
             parents[int(name)] = int(fields[1])
-    me, count = os.getpid(), 0
+    me, found = os.getpid(), set()
     for pid in parents:
         ancestor = parents.get(pid)
         while ancestor is not None and ancestor > 1:
             if ancestor == me:
-                count += 1
+                found.add(pid)
                 break
             ancestor = parents.get(ancestor)
-    return count
+    return found
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -416,6 +416,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
     log_dir = config.logs / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     log_dir.mkdir(parents=True, exist_ok=True)
     report = _Report(config, log_dir)
+    already_running = _live_descendants()
     started = time.monotonic()
     live = Live(_status(report, started), console=console, auto_refresh=False)
     with live, registered_live(live):
@@ -423,7 +424,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
     if not console.is_terminal:
         console.line()  # rich ends its last frame with a newline only on a terminal
     elapsed = time.monotonic() - started
-    table, ok = _summary(report, elapsed, _live_descendants())
+    # Only what the demo started counts (a test's server, say, was there before).
+    table, ok = _summary(report, elapsed, len(_live_descendants() - already_running))
     console.print(table)
     for id, error in sorted(report.errors.items()):
         if report.outcomes.get(id) != config.expected(id):

@@ -108,7 +108,7 @@ def test_cleanup_unknown_type() -> None:
     result = CliRunner().invoke(sandbox, ["cleanup", "nope"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: Unknown sandbox type 'nope'. Known types: local."
+        "Error: Unknown sandbox type 'nope'. Known types: local, ssh."
     ]
     assert "Traceback" not in result.output
 
