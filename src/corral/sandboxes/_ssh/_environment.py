@@ -138,7 +138,9 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         workdir = remote.workdir if cwd is None else remote.resolve(cwd)
         if user is not None and user == remote.pool.host.username:
             user = None  # the login user: no sudo needed
-        script = exec_script(argv, cwd=workdir, env=env or {}, tag=remote.tag, user=user)
+        script = exec_script(
+            argv, cwd=workdir, env=env or {}, tag=remote.tag, user=user, stdin=data is not None
+        )
         limit = max_exec_output_size()
         action = f"exec {shlex.join(argv)[:200]!r}"
         try:

@@ -10,7 +10,9 @@ slot of its connection, and a connection never has more than the host's
 connection is full, one more is opened; a closed connection (keepalive
 failed, the server went away) is dropped and replaced on the next use. If
 the server refuses a channel although we stayed under ``max_sessions`` (its
-limit is lower), that connection's capacity is lowered to what it accepted.
+limit is lower, or it frees the slots of closed channels late, as OpenSSH
+does), that connection holds no more than it had open for a second, and the
+channel is opened elsewhere.
 
 A :class:`HostSet` is the pools of one configuration on one loop. It is
 reference-counted: ``task_init`` and each ``sample_init`` hold it, and its
@@ -46,17 +48,26 @@ KEEPALIVE_COUNT_MAX = 3
 #: Seconds a host that could not be reached is passed over by new samples
 #: (unless every host is down, when all are tried again).
 DOWN_FOR = 30.0
+#: Seconds a connection whose server refused a channel takes no more than it had open.
+REFUSAL_HOLD = 1.0
 
 
 class Link:
     """One SSH connection and the session slots lent out on it."""
 
-    __slots__ = ("capacity", "conn", "sessions")
+    __slots__ = ("capacity", "conn", "lowered", "lowered_until", "sessions")
 
     def __init__(self, conn: asyncssh.SSHClientConnection, capacity: int) -> None:
         self.conn = conn
         self.capacity = capacity
         self.sessions = 0
+        #: After a refusal: the capacity to keep to until ``lowered_until``.
+        self.lowered = capacity
+        self.lowered_until = 0.0
+
+    def has_room(self, now: float) -> bool:
+        limit = self.lowered if now < self.lowered_until else self.capacity
+        return self.sessions < limit
 
     @property
     def closed(self) -> bool:
@@ -155,11 +166,12 @@ class HostPool:
     def _free_link(self) -> Link | None:
         best: Link | None = None
         live = []
+        now = time.monotonic()
         for link in self._links:
             if link.closed:
                 continue
             live.append(link)
-            if link.sessions < link.capacity and (best is None or link.sessions < best.sessions):
+            if link.has_room(now) and (best is None or link.sessions < best.sessions):
                 best = link
         if len(live) != len(self._links):
             self._links = live
@@ -195,14 +207,20 @@ class HostPool:
         link.sessions -= 1
 
     def refused(self, link: Link) -> None:
-        """The server refused a channel on *link* (slot given back): its limit is what it holds."""
-        link.capacity = max(1, link.sessions)
-        logger.info(
-            "%s refused a channel with %d open: the connection now holds at most %d "
-            "(set max_sessions to the server's MaxSessions)",
+        """The server refused a channel on *link* (slot given back) while others were open.
+
+        Either its ``MaxSessions`` is lower than ``max_sessions``, or (as
+        OpenSSH does) it has not yet freed the slots of channels just closed:
+        *link* takes no more than it has open for :data:`REFUSAL_HOLD` seconds.
+        """
+        link.lowered = max(1, link.sessions)
+        link.lowered_until = time.monotonic() + REFUSAL_HOLD
+        logger.debug(
+            "%s refused a channel with %d open on the connection; holding it at %d for %g s",
             self.label,
             link.sessions,
-            link.capacity,
+            link.lowered,
+            REFUSAL_HOLD,
         )
 
     @asynccontextmanager

@@ -184,12 +184,13 @@ class RemoteSandbox:
         link, chan = await self.pool.open_session(session, command, action)
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                try:
-                    if input:
-                        chan.write(input)
-                    chan.write_eof()
-                except (BrokenPipeError, ConnectionError):
-                    pass  # the channel closed already: the command did not read it all
+                if input is not None:  # otherwise the script gave it /dev/null
+                    try:
+                        if input:
+                            chan.write(input)
+                        chan.write_eof()
+                    except (BrokenPipeError, ConnectionError):
+                        pass  # the channel closed already: the command did not read it all
                 await session.closed.wait()
         except BaseException:
             with anyio.CancelScope(shield=True):

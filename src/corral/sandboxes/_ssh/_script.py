@@ -78,11 +78,19 @@ def check_env(env: Mapping[str, str]) -> None:
 
 
 def exec_script(
-    argv: list[str], *, cwd: str, env: Mapping[str, str], tag: str, user: str | None
+    argv: list[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    tag: str,
+    user: str | None,
+    stdin: bool = True,
 ) -> str:
     """The script that checks *cwd*, *argv[0]* and *user*, prints the header and runs *argv*.
 
     *env* must have passed :func:`check_env`; *tag* is the sandbox's token.
+    Without *stdin*, the command reads ``/dev/null`` (as a local command
+    given no input does), and the channel needs no EOF from us.
     """
     cwd_q = _q(cwd)
     lines = [
@@ -93,7 +101,7 @@ def exec_script(
         "else s=cwdperm; fi",
     ]
     assignments = " ".join(f"{key}={_q(value)}" for key, value in env.items())
-    command = " ".join(_q(arg) for arg in argv)
+    command = " ".join(_q(arg) for arg in argv) + ("" if stdin else " </dev/null")
     program = _q(argv[0])
     if user is None:
         if "/" in argv[0]:
