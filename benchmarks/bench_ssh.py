@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import operator
 import os
 import shutil
 import tempfile
@@ -214,27 +215,17 @@ async def _raw_exec_latency(server: OpenSSHServer, like_for_like: bool = False) 
 
 def bench_exec_latency(server: OpenSSHServer) -> None:
     for backend in BACKENDS:
-        log(f"sequential exec latency, corral under {backend}")
-        ours, base = side_by_side(
-            EXEC_ROUNDS,
-            functools.partial(anyio.run, _corral_exec_latency, server, backend=backend),
-            functools.partial(_run_raw, _raw_exec_latency, server),
-            label=backend,
-        )
         goal = LATENCY_GOALS[backend]
-        ratio = paired_ratio(ours, base)
-        emit(
-            benchmark=BENCHMARK,
-            figure='ssh sandbox exec(["true"]) p50 latency, sequential',
-            backend=backend,
-            corral=median(ours),
-            baseline=median(base),
+        ours = functools.partial(anyio.run, _corral_exec_latency, server, backend=backend)
+        _compare(
+            backend,
+            'ssh sandbox exec(["true"]) p50 latency, sequential',
+            EXEC_ROUNDS,
+            ours,
+            functools.partial(_run_raw, _raw_exec_latency, server),
             unit="ms",
             goal=f"corral / baseline <= {goal}",
-            met=ratio <= goal,
-            ratio=ratio,
-            corral_samples=ours,
-            baseline_samples=base,
+            met=functools.partial(operator.ge, goal),
             execs_per_round=EXECS,
             baseline_is='raw asyncssh conn.run("true") on one connection under asyncio',
         )
@@ -242,7 +233,7 @@ def bench_exec_latency(server: OpenSSHServer) -> None:
             backend,
             'ssh sandbox exec(["true"]) p50 latency, sequential, like for like',
             EXEC_ROUNDS,
-            functools.partial(anyio.run, _corral_exec_latency, server, backend=backend),
+            ours,
             functools.partial(_run_raw, _raw_exec_latency, server, True),
             "ms",
         )
@@ -293,26 +284,16 @@ async def _raw_exec_throughput(server: OpenSSHServer, like_for_like: bool = Fals
 
 def bench_exec_throughput(server: OpenSSHServer) -> None:
     for backend in BACKENDS:
-        log(f"{WORKERS} concurrent exec workers, corral under {backend}")
-        ours, base = side_by_side(
+        ours = functools.partial(anyio.run, _corral_exec_throughput, server, backend=backend)
+        _compare(
+            backend,
+            f'ssh sandbox exec(["true"]) throughput, {WORKERS} concurrent workers',
             CONCURRENT_ROUNDS,
-            functools.partial(anyio.run, _corral_exec_throughput, server, backend=backend),
+            ours,
             functools.partial(_run_raw, _raw_exec_throughput, server),
-            label=backend,
-        )
-        ratio = paired_ratio(ours, base)
-        emit(
-            benchmark=BENCHMARK,
-            figure=f'ssh sandbox exec(["true"]) throughput, {WORKERS} concurrent workers',
-            backend=backend,
-            corral=median(ours),
-            baseline=median(base),
             unit="execs/s (higher is better)",
             goal=f"corral / baseline >= {THROUGHPUT_GOAL}",
-            met=ratio >= THROUGHPUT_GOAL,
-            ratio=ratio,
-            corral_samples=ours,
-            baseline_samples=base,
+            met=lambda ratio: ratio >= THROUGHPUT_GOAL,
             execs_per_round=WORKERS * EXECS_PER_WORKER,
             server_max_sessions=SERVER_MAX_SESSIONS,
             baseline_is=(
@@ -324,10 +305,42 @@ def bench_exec_throughput(server: OpenSSHServer) -> None:
             backend,
             f'ssh sandbox exec(["true"]) throughput, {WORKERS} concurrent workers, like for like',
             CONCURRENT_ROUNDS,
-            functools.partial(anyio.run, _corral_exec_throughput, server, backend=backend),
+            ours,
             functools.partial(_run_raw, _raw_exec_throughput, server, True),
             "execs/s (higher is better)",
         )
+
+
+def _compare(
+    backend: str,
+    figure: str,
+    rounds: int,
+    ours_fn: Callable[[], float],
+    base_fn: Callable[[], float],
+    *,
+    unit: str,
+    goal: str,
+    met: Callable[[float], bool],
+    **extra: object,
+) -> None:
+    """Measure *ours_fn* and *base_fn* side by side and emit the figure."""
+    log(f"{figure}, corral under {backend}")
+    ours, base = side_by_side(rounds, ours_fn, base_fn, label=backend)
+    ratio = paired_ratio(ours, base)
+    emit(
+        benchmark=BENCHMARK,
+        figure=figure,
+        backend=backend,
+        corral=median(ours),
+        baseline=median(base),
+        unit=unit,
+        goal=goal,
+        met=met(ratio),
+        ratio=ratio,
+        corral_samples=ours,
+        baseline_samples=base,
+        details=extra,
+    )
 
 
 def _like_for_like(
@@ -347,20 +360,15 @@ def _like_for_like(
     like-for-like baseline runs ``exec /bin/true`` over AES-GCM, so the ratio
     is what corral's own layers cost.
     """
-    log(f"{figure}, corral under {backend}")
-    ours, base = side_by_side(rounds, ours_fn, base_fn, label=backend)
-    emit(
-        benchmark=BENCHMARK,
-        figure=figure,
-        backend=backend,
-        corral=median(ours),
-        baseline=median(base),
+    _compare(
+        backend,
+        figure,
+        rounds,
+        ours_fn,
+        base_fn,
         unit=unit,
         goal="informational",
-        met=True,
-        ratio=paired_ratio(ours, base),
-        corral_samples=ours,
-        baseline_samples=base,
+        met=lambda _: True,
         baseline_is=f"raw asyncssh conn.run({LIKE_FOR_LIKE!r}) over AES-GCM under asyncio",
     )
 
@@ -405,26 +413,15 @@ async def _raw_round_trip(server: OpenSSHServer, payload: bytes) -> float:
 def bench_file_round_trip(server: OpenSSHServer) -> None:
     payload = _payload()
     for backend in BACKENDS:
-        log(f"{PAYLOAD_MIB} MiB round trip, corral under {backend}")
-        ours, base = side_by_side(
+        _compare(
+            backend,
+            f"{PAYLOAD_MIB} MiB write_file + read_file round trip, ssh sandbox",
             IO_ROUNDS,
             functools.partial(anyio.run, _corral_round_trip, server, payload, backend=backend),
             functools.partial(_run_raw, _raw_round_trip, server, payload),
-            label=backend,
-        )
-        ratio = paired_ratio(ours, base)
-        emit(
-            benchmark=BENCHMARK,
-            figure=f"{PAYLOAD_MIB} MiB write_file + read_file round trip, ssh sandbox",
-            backend=backend,
-            corral=median(ours),
-            baseline=median(base),
             unit="MiB/s (payload size / round-trip time; higher is better)",
             goal=f"corral / baseline >= {THROUGHPUT_GOAL}",
-            met=ratio >= THROUGHPUT_GOAL,
-            ratio=ratio,
-            corral_samples=ours,
-            baseline_samples=base,
+            met=lambda ratio: ratio >= THROUGHPUT_GOAL,
             baseline_is=(
                 "raw asyncssh SFTP on one connection under asyncio: "
                 'sftp.open(path, "wb").write + sftp.open(path, "rb").read'

@@ -32,6 +32,7 @@ import anyio
 import anyio.to_thread
 
 from ..runtime import ExecResult, subprocess
+from ._arguments import check_cmd, check_file, contents_bytes
 from ._environment import SandboxConnection, SandboxEnvironment
 from ._errors import OutputLimitExceededError, SandboxTimeoutError, SandboxUnavailableError
 from ._limits import human_size, max_exec_output_size, max_read_file_size
@@ -61,25 +62,6 @@ def _current_user() -> str | None:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:  # a uid without a passwd entry (some containers)
         return None
-
-
-def _check_cmd(cmd: object) -> list[str]:
-    if isinstance(cmd, (str, bytes)) or not isinstance(cmd, list):
-        raise TypeError(f"cmd must be a list of str, got {type(cmd).__name__}")
-    if not cmd:
-        raise ValueError("cmd must not be empty")
-    for i, arg in enumerate(cmd):
-        if not isinstance(arg, str):
-            raise TypeError(f"cmd[{i}] must be a str, got {type(arg).__name__}")
-    return cmd
-
-
-def _check_file(file: object) -> str:
-    if not isinstance(file, str):
-        raise TypeError(f"file must be a str, got {type(file).__name__}")
-    if not file:
-        raise ValueError("file must not be empty")
-    return file
 
 
 def _read_sync(path: str, text: bool, limit: int) -> str | bytes:
@@ -233,7 +215,7 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         (SIGTERM, then SIGKILL after the kill grace) and reaped before the
         cancellation propagates; nothing it started in its group is left running.
         """
-        argv = _check_cmd(cmd)
+        argv = check_cmd(cmd)
         self._check_open()
         limit = max_exec_output_size()
         workdir = self._directory if cwd is None else self._resolve(cwd)
@@ -305,13 +287,8 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         **Cancellation:** a write in a worker thread runs to the end before
         the cancellation propagates, so a file is never left half written by it.
         """
-        _check_file(file)
-        if isinstance(contents, str):
-            data = contents.encode("utf-8")
-        elif isinstance(contents, (bytes, bytearray, memoryview)):
-            data = bytes(contents)
-        else:
-            raise TypeError(f"contents must be str or bytes, got {type(contents).__name__}")
+        check_file(file)
+        data = contents_bytes(contents)
         self._check_open()
         path = self._resolve(file)
         if len(data) <= _INLINE_IO_MAX:
@@ -344,7 +321,7 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         **Cancellation:** a read in a worker thread runs to the end before
         the cancellation propagates; its result is dropped.
         """
-        _check_file(file)
+        check_file(file)
         self._check_open()
         path = self._resolve(file)
         limit = max_read_file_size()

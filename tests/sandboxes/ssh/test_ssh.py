@@ -179,17 +179,9 @@ async def test_channels_per_connection_stay_under_max_sessions(
             await anyio.sleep(0.01)
 
     async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
-        env = sandbox()
-        results: list[str] = []
-
-        async def run(i: int) -> None:
-            results.append((await env.exec(["sh", "-c", f"sleep 0.3; echo {i}"])).stdout)
-
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
-            async with anyio.create_task_group() as runs:
-                for i in range(25):
-                    runs.start_soon(run, i)
+            results = await _run_at_once(25)
             tg.cancel_scope.cancel()
         assert sorted(results) == sorted(f"{i}\n" for i in range(25))
         assert 5 <= max(peaks, default=0) <= 10
@@ -208,16 +200,22 @@ async def test_a_lower_server_limit_is_learnt(no_remote_leftovers: OpenSSHServer
         }
     ]
     async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
-        env = sandbox()
-        results: list[str] = []
-
-        async def run(i: int) -> None:
-            results.append((await env.exec(["sh", "-c", f"sleep 0.3; echo {i}"])).stdout)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(20):
-                tg.start_soon(run, i)
+        results = await _run_at_once(20)
     assert sorted(results) == sorted(f"{i}\n" for i in range(20))
+
+
+async def _run_at_once(count: int) -> list[str]:
+    """Run *count* execs of 0.3 s at once in the sample's sandbox; their outputs."""
+    env = sandbox()
+    results: list[str] = []
+
+    async def run(i: int) -> None:
+        results.append((await env.exec(["sh", "-c", f"sleep 0.3; echo {i}"])).stdout)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(count):
+            tg.start_soon(run, i)
+    return results
 
 
 async def test_samples_spread_over_hosts_by_load(no_remote_leftovers: OpenSSHServer) -> None:

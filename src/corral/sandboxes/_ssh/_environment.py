@@ -10,10 +10,10 @@ from typing import Any, Literal, overload
 
 from ...runtime import ExecResult
 from ...runtime._task import current_kill_grace
+from .._arguments import check_cmd, check_file, contents_bytes
 from .._environment import SandboxConnection, SandboxEnvironment
 from .._errors import OutputLimitExceededError, SandboxTimeoutError
 from .._limits import human_size, max_exec_output_size, max_read_file_size
-from .._local import _check_cmd, _check_file
 from ._bridge import run_on_ssh_loop
 from ._config import IGNORE_KNOWN_HOSTS, SSHSandboxConfig
 from ._pool import HostSet, hold, let_go
@@ -122,7 +122,7 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         terminated (SIGTERM, then SIGKILL after the kill grace) and its
         channel closed before the cancellation propagates.
         """
-        argv = _check_cmd(cmd)
+        argv = check_cmd(cmd)
         if env:
             check_env(env)
         if timeout is not None and timeout < 0:
@@ -195,13 +195,8 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         **Cancellation:** the SFTP requests in flight are abandoned; the file
         may be left partly written.
         """
-        _check_file(file)
-        if isinstance(contents, str):
-            data = contents.encode("utf-8")
-        elif isinstance(contents, (bytes, bytearray, memoryview)):
-            data = bytes(contents)
-        else:
-            raise TypeError(f"contents must be str or bytes, got {type(contents).__name__}")
+        check_file(file)
+        data = contents_bytes(contents)
         remote = self._remote
         remote._check_open()
         await run_on_ssh_loop(remote.write, remote.resolve(file), data, file)
@@ -227,7 +222,7 @@ class SSHSandboxEnvironment(SandboxEnvironment):
 
         **Cancellation:** the SFTP requests in flight are abandoned.
         """
-        _check_file(file)
+        check_file(file)
         remote = self._remote
         remote._check_open()
         limit = max_read_file_size()
