@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import JsonValue, TypeAdapter
 
-from ._events import Event, InfoEvent
+from ._events import BaseEvent, Event, InfoEvent
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 __all__ = ["Transcript", "transcript"]
 
@@ -30,10 +30,12 @@ class Transcript:
         events: Events to start with (for example, read back from a file).
     """
 
-    __slots__ = ("_events",)
+    __slots__ = ("_events", "_unbuilt")
 
     def __init__(self, events: Iterable[Event] | None = None) -> None:
-        self._events: list[Event] = list(events) if events is not None else []
+        # Events, or functions that build them (see _event_later).
+        self._events: list[Event | Callable[[], Event]] = list(events) if events is not None else []
+        self._unbuilt = False
 
     def __repr__(self) -> str:
         return f"<Transcript with {len(self._events)} events>"
@@ -41,7 +43,14 @@ class Transcript:
     @property
     def events(self) -> Sequence[Event]:
         """The events so far, oldest first (a read-only view)."""
-        return tuple(self._events)
+        return tuple(self._built())
+
+    def _built(self) -> list[Event]:
+        """The events, building those recorded by :meth:`_event_later` now."""
+        if self._unbuilt:
+            self._events = [e if isinstance(e, BaseEvent) else e() for e in self._events]
+            self._unbuilt = False
+        return self._events  # type: ignore[return-value]  # all built above
 
     def info(self, data: JsonValue, *, source: str | None = None) -> None:
         """Record an :class:`InfoEvent` holding *data*.
@@ -54,9 +63,20 @@ class Transcript:
     def _event(self, event: Event) -> None:
         self._events.append(event)
 
+    def _event_later(self, build: Callable[[], Event]) -> None:
+        """Record the event *build* returns, building it when the events are read.
+
+        For events recorded on a hot path (every sandbox call), whose fields
+        are known to be valid: validation then costs nothing until someone
+        looks. *build* must not depend on the context it is called in (pass
+        ``span_id`` and ``working_start`` explicitly).
+        """
+        self._events.append(build)
+        self._unbuilt = True
+
     def to_json(self, *, indent: int | None = None) -> str:
         """Serialise the events as a JSON array."""
-        return _events_adapter.dump_json(self._events, indent=indent).decode()
+        return _events_adapter.dump_json(self._built(), indent=indent).decode()
 
     @classmethod
     def from_json(cls, data: str | bytes) -> Transcript:

@@ -16,12 +16,13 @@ receives the provider's own environments (see :attr:`~SandboxEnvironmentProxy.in
 
 from __future__ import annotations
 
+import functools
 import logging
 import shlex
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast, overload
 
-from ..runtime._events import SandboxEvent
+from ..runtime._events import SandboxEvent, _working_start, current_span
 from ..runtime._transcript import transcript
 from ..tracing import trace_action
 from ._environment import SandboxEnvironment
@@ -94,7 +95,15 @@ def _now() -> datetime:
 
 
 def _record(**fields: Any) -> None:
-    transcript()._event(SandboxEvent(**fields))
+    # Built (and validated) when the transcript is read: the fields are ours.
+    transcript()._event_later(
+        functools.partial(
+            SandboxEvent,
+            span_id=current_span.get(),
+            working_start=_working_start(),
+            **fields,
+        )
+    )
 
 
 def _timeout(exc: TimeoutError, what: str, *, keep_output: bool) -> SandboxTimeoutError:
