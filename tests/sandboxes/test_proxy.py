@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
+from corral.runtime import SpanBeginEvent, span
 from corral.runtime._events import SandboxEvent
 from corral.runtime._transcript import Transcript, current_transcript
 from corral.sandboxes import (
@@ -325,3 +326,26 @@ async def test_trace_detail_is_shortened(trace_file: Path, record: Transcript) -
     assert enter["detail"].endswith("... (4005 more characters)")
     [event] = events(record)
     assert event.cmd == "echo " + "x" * 5000
+
+
+async def test_events_keep_their_span_and_place_though_built_later(record: Transcript) -> None:
+    env = proxy()
+    await env.exec(["echo", "before"])
+    async with span("inner"):
+        await env.exec(["echo", "inside"])
+    await env.write_file("f.txt", "x")
+    built = record.events
+    kinds = [e.event for e in built]
+    assert kinds == ["sandbox", "span_begin", "sandbox", "span_end", "sandbox"]
+    begin = built[1]
+    assert isinstance(begin, SpanBeginEvent)
+    inside = built[2]
+    assert isinstance(inside, SandboxEvent)
+    assert inside.cmd == "echo inside"
+    assert inside.span_id == begin.id
+    assert built[0].span_id is None
+    assert built[0].timestamp <= inside.timestamp <= built[4].timestamp
+    assert len({e.uuid for e in built}) == 5
+    # Reading again gives the same objects, and JSON round-trips them.
+    assert record.events == built
+    assert Transcript.from_json(record.to_json()).events == built
