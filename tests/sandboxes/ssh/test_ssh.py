@@ -251,3 +251,19 @@ async def test_samples_spread_over_hosts_by_load(no_remote_leftovers: OpenSSHSer
         [f"{server.username}@127.0.0.1:{server.port}"] * 2
         + [f"{server.username}@localhost:{server.port}"] * 2
     )
+
+
+async def test_cancellation_at_any_moment_leaves_nothing(
+    no_remote_leftovers: OpenSSHServer,
+) -> None:
+    # Cancelled while the channel opens, while the script starts, while the command runs.
+    config = no_remote_leftovers.sandbox_config()
+    marker = f"300.{secrets.randbelow(10**8):08d}"
+    async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
+        env = sandbox()
+        await env.write_file("marker", marker)
+        for delay in (0, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.03):
+            with anyio.move_on_after(delay):
+                await env.exec(["sleep", marker])
+            ps = await env.exec(["sh", "-c", "grep -lsF -f marker /proc/[0-9]*/cmdline; true"])
+            assert ps.stdout.split() == [], f"left running after a cancel at {delay} s"

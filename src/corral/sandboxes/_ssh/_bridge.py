@@ -7,11 +7,12 @@ network is written as coroutines for *the SSH loop*:
   simply awaits the coroutine, so cancellation is the caller's own;
 * under trio, it is one asyncio loop in a daemon thread (``corral-ssh``),
   started on first use and shared by every trio run of the process. The
-  coroutine runs there as an asyncio task while the trio task sleeps; a trio
-  cancellation cancels that asyncio task and waits until it has finished
-  (the coroutine's own cleanup, such as killing a remote command and
-  closing its channel, runs to the end before the trio side sees
-  ``Cancelled``).
+  coroutine runs there as an asyncio task, inside an anyio cancel scope,
+  while the trio task sleeps; a trio cancellation cancels that scope and
+  waits until the task has finished. So the coroutine sees the same anyio
+  cancellation under both backends (shielded scopes hold), and its own
+  cleanup, such as killing a remote command and closing its channel, runs
+  to the end before the trio side sees ``Cancelled``.
 
 Coroutines that cross the bridge must not read the caller's context
 variables: they run in the SSH loop's context. Read them before crossing and
@@ -26,6 +27,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 import outcome
 import sniffio
 
@@ -102,17 +104,27 @@ async def run_on_ssh_loop(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
 
 
 class _Call:
-    """One coroutine handed to the SSH loop; its task lives on that loop."""
+    """One coroutine handed to the SSH loop, and the cancel scope it runs in there."""
 
-    __slots__ = ("cancel_requested", "task")
+    __slots__ = ("cancel_requested", "scope")
 
     def __init__(self) -> None:
-        self.task: asyncio.Task[Any] | None = None
+        self.scope: anyio.CancelScope | None = None
         self.cancel_requested = False
 
     def cancel(self) -> None:  # on the SSH loop
-        if self.task is not None:
-            self.task.cancel()
+        self.cancel_requested = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def run(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
+        with anyio.CancelScope() as scope:
+            self.scope = scope
+            if self.cancel_requested:
+                scope.cancel()
+            return await fn(*args)
+        # Only our own cancellation ends the scope without a result.
+        raise asyncio.CancelledError
 
 
 async def _run_from_trio(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
@@ -129,14 +141,10 @@ async def _run_from_trio(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...])
 
     def start() -> None:  # on the SSH loop
         # A context of its own: the caller's (trio's, sniffio's) must not leak in.
-        task = loop.create_task(_as_coroutine(fn, args), context=contextvars.Context())
+        task = loop.create_task(call.run(fn, args), context=contextvars.Context())
         task.add_done_callback(finished)
-        call.task = task
-        if call.cancel_requested:
-            task.cancel()
 
     def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:  # on the trio thread
-        call.cancel_requested = True
         loop.call_soon_threadsafe(call.cancel)
         # The asyncio task decides when it is done; finished() reschedules us.
         return trio.lowlevel.Abort.FAILED
@@ -145,12 +153,8 @@ async def _run_from_trio(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...])
     try:
         result: T = await trio.lowlevel.wait_task_rescheduled(abort)
     except asyncio.CancelledError:
-        if call.cancel_requested:
+        if call.scope is not None and call.scope.cancel_called:
             # Our scope is cancelled: this checkpoint raises trio.Cancelled.
             await trio.lowlevel.checkpoint()
         raise SandboxUnavailableError("the SSH event loop cancelled the operation") from None
     return result
-
-
-async def _as_coroutine(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
-    return await fn(*args)

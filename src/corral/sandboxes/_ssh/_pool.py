@@ -30,6 +30,7 @@ import weakref
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import anyio
 import asyncssh
 
 from .._errors import SandboxUnavailableError
@@ -287,9 +288,13 @@ class HostPool:
         while True:
             link = await self.acquire()
             try:
-                chan, _ = await link.conn.create_session(
-                    functools.partial(_same, session), command, encoding=None
-                )
+                # Shielded: a channel cancelled half-open could start the command
+                # unseen. The caller's next checkpoint delivers the cancellation,
+                # with the channel in hand to clean up.
+                with anyio.CancelScope(shield=True):
+                    chan, _ = await link.conn.create_session(
+                        functools.partial(_same, session), command, encoding=None
+                    )
             except asyncssh.ChannelOpenError as exc:
                 self.release(link)
                 if link.closed and not retried:
