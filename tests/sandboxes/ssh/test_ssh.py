@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import secrets
 import shlex
 
@@ -267,3 +269,35 @@ async def test_cancellation_at_any_moment_leaves_nothing(
                 await env.exec(["sleep", marker])
             ps = await env.exec(["sh", "-c", "grep -lsF -f marker /proc/[0-9]*/cmdline; true"])
             assert ps.stdout.split() == [], f"left running after a cancel at {delay} s"
+
+
+async def test_cancelled_sample_init_leaves_no_directory(
+    no_remote_leftovers: OpenSSHServer,
+) -> None:
+    server = no_remote_leftovers
+    config = server.sandbox_config()
+    uid = pwd.getpwnam(server.username).pw_uid
+
+    def directories() -> set[str]:
+        return {
+            entry.name
+            for entry in os.scandir("/tmp")
+            if entry.name.startswith("corral-sandbox-") and entry.stat().st_uid == uid
+        }
+
+    before = directories()
+    # The task keeps the connection open, so the cancels land while mktemp runs.
+    await SSHSandboxEnvironment.task_init("t", config)
+    try:
+        warm = await SSHSandboxEnvironment.sample_init("t", config, {})
+        await SSHSandboxEnvironment.sample_cleanup("t", config, warm, False)
+        for step in range(40):
+            delay = step * 0.0003
+            environments = None
+            with anyio.move_on_after(delay):
+                environments = await SSHSandboxEnvironment.sample_init("t", config, {})
+            if environments is not None:
+                await SSHSandboxEnvironment.sample_cleanup("t", config, environments, False)
+            assert directories() == before, f"a directory was left by a cancel at {delay} s"
+    finally:
+        await SSHSandboxEnvironment.task_cleanup("t", config, True)

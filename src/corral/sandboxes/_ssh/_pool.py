@@ -25,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import shlex
 import time
 import weakref
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import asyncssh
 
 from .._errors import SandboxUnavailableError
@@ -61,6 +63,9 @@ ENCRYPTION_ALGS = (
     "aes192-ctr",
     "aes128-ctr",
 )
+#: Seconds beyond ``connect_timeout`` that making (or removing) a working
+#: directory may take, shielded from cancellation.
+WORKDIR_MARGIN = 5.0
 #: Seconds a connection whose server refused a channel takes no more than it had open.
 REFUSAL_HOLD = 1.0
 
@@ -215,6 +220,15 @@ class HostPool:
                     self.down_until = 0.0
         link.sessions += 1
         return link
+
+    async def ensure_connected(self) -> None:
+        """Make sure a connection is open (connecting if need be), taking no slot.
+
+        Raises:
+            SandboxUnavailableError: The host cannot be reached.
+            HostRefusedError: The host key is not trusted, or our keys were refused.
+        """
+        self.release(await self.acquire())
 
     def release(self, link: Link) -> None:
         """Give back a slot taken by :meth:`acquire`."""
@@ -392,8 +406,6 @@ class HostSet:
                 has each host's reason.
             HostRefusedError: A host's key is not trusted, or it refused our keys.
         """
-        from ._script import mkdtemp_script
-
         while True:
             candidates = self._candidates()
             if not candidates:
@@ -404,9 +416,7 @@ class HostSet:
             for pool in candidates:
                 pool.sandboxes += 1
                 try:
-                    output = await pool.run(
-                        mkdtemp_script(self.config.workdir_base), "creating the working directory"
-                    )
+                    output = await self._make_workdir(pool)
                 except HostRefusedError:
                     self.release(pool)
                     raise
@@ -425,6 +435,30 @@ class HostSet:
                     )
                 return pool, workdir
             raise SandboxUnavailableError("no ssh host could be reached: " + "; ".join(failures))
+
+    async def _make_workdir(self, pool: HostPool) -> str:
+        """Run ``mktemp -d`` on *pool*'s host; its output.
+
+        Connecting may be cancelled; the command itself runs shielded (and
+        bounded), so that a cancellation cannot leave a directory nobody
+        knows of: a directory made before a pending cancellation is removed.
+        """
+        from ._script import mkdtemp_script
+
+        await pool.ensure_connected()
+        what = "creating the working directory"
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(self.config.connect_timeout + WORKDIR_MARGIN) as bound:
+                output = await pool.run(mkdtemp_script(self.config.workdir_base), what)
+            if bound.cancelled_caught:
+                raise SandboxUnavailableError(f"{what} on {pool.label} did not finish in time")
+        try:
+            await anyio.lowlevel.checkpoint()
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(WORKDIR_MARGIN):
+                await pool.run(f"rm -rf -- {shlex.quote(output.strip())}", "removing it again")
+            raise
+        return output
 
     def release(self, pool: HostPool) -> None:
         """A sandbox placed on *pool* is gone."""
