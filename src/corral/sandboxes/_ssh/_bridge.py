@@ -22,6 +22,7 @@ pass the values.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import os
 import threading
@@ -43,7 +44,69 @@ __all__ = ["run_on_ssh_loop"]
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
+_inbox: _Inbox | None = None
+
+
+class _Inbox:
+    """Callbacks for the SSH loop from other threads, with one wakeup per batch.
+
+    ``loop.call_soon_threadsafe`` wakes the loop once per call; under load
+    (many trio tasks calling at once) one wakeup serves every callback queued
+    until the loop gets to them. Order is kept.
+    """
+
+    __slots__ = ("_items", "_lock", "_scheduled", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._items: collections.deque[Callable[[], object]] = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def put(self, callback: Callable[[], object]) -> None:  # any thread
+        with self._lock:
+            self._items.append(callback)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        # A context of its own: the caller's (trio's, sniffio's) must not leak in.
+        self.loop.call_soon_threadsafe(self._drain, context=contextvars.Context())
+
+    def _drain(self) -> None:  # on the SSH loop
+        with self._lock:
+            items, self._items = self._items, collections.deque()
+            self._scheduled = False
+        for callback in items:
+            callback()
+
+
+class _Outbox:
+    """Results for one trio run from the SSH loop, with one wakeup per batch."""
+
+    __slots__ = ("_items", "_lock", "_scheduled", "_token")
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self._items: list[tuple[trio.lowlevel.Task, outcome.Outcome[Any]]] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def put(self, task: trio.lowlevel.Task, result: outcome.Outcome[Any]) -> None:  # SSH loop
+        with self._lock:
+            self._items.append((task, result))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._token.run_sync_soon(self._drain)
+
+    def _drain(self) -> None:  # on the trio thread
+        import trio
+
+        with self._lock:
+            items, self._items = self._items, []
+            self._scheduled = False
+        for task, result in items:
+            trio.lowlevel.reschedule(task, result)
 
 
 def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
@@ -52,28 +115,28 @@ def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
     loop.run_forever()
 
 
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    """The SSH loop's thread for trio callers, started on first use."""
-    global _loop
-    loop = _loop
-    if loop is not None:
-        return loop
+def _thread_inbox() -> _Inbox:
+    """The inbox of the SSH loop's thread for trio callers, started on first use."""
+    global _inbox
+    inbox = _inbox
+    if inbox is not None:
+        return inbox
     with _lock:
-        if _loop is None:
+        if _inbox is None:
             loop = asyncio.new_event_loop()
             ready = threading.Event()
             threading.Thread(
                 target=_serve, args=(loop, ready), name="corral-ssh", daemon=True
             ).start()
             ready.wait()
-            _loop = loop
-        return _loop
+            _inbox = _Inbox(loop)
+        return _inbox
 
 
 def _forget_loop_after_fork() -> None:
     # The thread does not exist in a forked child; its loop must not be used.
-    global _loop
-    _loop = None
+    global _inbox
+    _inbox = None
 
 
 os.register_at_fork(after_in_child=_forget_loop_after_fork)
@@ -130,26 +193,25 @@ class _Call:
 async def _run_from_trio(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
     import trio
 
-    loop = _thread_loop()
-    token = trio.lowlevel.current_trio_token()
+    inbox = _thread_inbox()
+    outbox = _run_outbox()
     waiter = trio.lowlevel.current_task()
     call = _Call()
 
     def finished(task: asyncio.Task[T]) -> None:  # on the SSH loop
-        result: outcome.Outcome[T] = outcome.capture(task.result)
-        token.run_sync_soon(trio.lowlevel.reschedule, waiter, result)
+        outbox.put(waiter, outcome.capture(task.result))
 
     def start() -> None:  # on the SSH loop
-        # A context of its own: the caller's (trio's, sniffio's) must not leak in.
-        task = loop.create_task(call.run(fn, args), context=contextvars.Context())
+        # The inbox runs this in an empty context: trio's must not leak in.
+        task = inbox.loop.create_task(call.run(fn, args))
         task.add_done_callback(finished)
 
     def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:  # on the trio thread
-        loop.call_soon_threadsafe(call.cancel)
+        inbox.put(call.cancel)
         # The asyncio task decides when it is done; finished() reschedules us.
         return trio.lowlevel.Abort.FAILED
 
-    loop.call_soon_threadsafe(start, context=contextvars.Context())
+    inbox.put(start)
     try:
         result: T = await trio.lowlevel.wait_task_rescheduled(abort)
     except asyncio.CancelledError:
@@ -158,3 +220,20 @@ async def _run_from_trio(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...])
             await trio.lowlevel.checkpoint()
         raise SandboxUnavailableError("the SSH event loop cancelled the operation") from None
     return result
+
+
+_outboxes: trio.lowlevel.RunVar[_Outbox | None] | None = None
+
+
+def _run_outbox() -> _Outbox:
+    """The running trio run's outbox, created on first use."""
+    import trio
+
+    global _outboxes
+    if _outboxes is None:
+        _outboxes = trio.lowlevel.RunVar("corral_ssh_outbox", default=None)
+    outbox = _outboxes.get()
+    if outbox is None:
+        outbox = _Outbox(trio.lowlevel.current_trio_token())
+        _outboxes.set(outbox)
+    return outbox
