@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -147,3 +150,46 @@ async def test_every_host_down_names_each(sshd: OpenSSHServer) -> None:
         await SSHSandboxEnvironment.sample_init("t", config, {})
     for port in ports:
         assert f"127.0.0.1:{port}" in str(info.value)
+
+
+async def test_a_silent_connection_is_found_by_keepalive(
+    fresh_sshd: OpenSSHServer, no_remote_leftovers: OpenSSHServer
+) -> None:
+    # The server's session processes freeze mid-exec: TCP stays up, nothing answers.
+    server = fresh_sshd
+    config = server.sandbox_config(keepalive_interval=0.2)
+    async with (
+        corral.task("t", sandbox=("ssh", config)) as task,
+        task.sample(1),
+    ):
+        env = sandbox()
+        failure: list[BaseException] = []
+        elapsed: list[float] = []
+
+        async def long_exec() -> None:
+            with pytest.raises(SandboxUnavailableError) as info:
+                await env.exec(["sleep", "30"])
+            elapsed.append(time.monotonic() - frozen_at[0])
+            failure.append(info.value)
+
+        frozen_at = [0.0]
+        frozen = []
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(long_exec)
+                await anyio.sleep(0.5)
+                frozen = server.session_processes()
+                frozen_at[0] = time.monotonic()
+                for pid in frozen:
+                    os.kill(pid, signal.SIGSTOP)
+        finally:
+            for pid in frozen:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGCONT)
+        assert frozen
+        assert f"127.0.0.1:{server.port}" in str(failure[0])
+        # Three missed keepalives of 0.2 s, then the connection is closed.
+        assert elapsed[0] < 3.0
+        # A call whose channel cannot open on the dead connection is retried on a new one.
+        assert (await env.exec(["echo", "again"])).stdout == "again\n"
