@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import posixpath
+import shlex
 import stat
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -246,7 +247,7 @@ class RemoteSandbox:
         """Send a large *script* as a file that deletes itself; return the command that runs it."""
         path = self.resolve(f".corral-exec-{os.urandom(6).hex()}.sh")
         await self.write(path, ('rm -f -- "$0"\n' + script).encode("utf-8"))
-        return f"exec /bin/sh {path}"
+        return f"exec /bin/sh {shlex.quote(path)}"
 
     # -- files ----------------------------------------------------------------------
 
