@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections import deque
 
 import anyio
 from anyio.lowlevel import checkpoint
+
+from ._tail import TailBuffer
 
 __all__ = ["OutputCapture", "close_fd", "feed_input", "make_pipe"]
 
@@ -46,19 +47,15 @@ def close_fd(fd: int) -> None:
 class OutputCapture:
     """Reads one pipe to EOF, keeping all of it or exactly its last *limit* bytes.
 
-    With a limit, chunks are kept whole in a deque and the oldest is dropped as
-    soon as the rest still covers *limit* bytes, so memory stays within
-    ``limit`` plus one read, however much the child writes; :meth:`value`
-    then cuts the join to exactly the last *limit* bytes.
+    The bytes go to a :class:`~corral.runtime._tail.TailBuffer`, so memory
+    stays within ``limit`` plus one read, however much the child writes.
     """
 
-    __slots__ = ("_chunks", "_fd", "_limit", "_size")
+    __slots__ = ("_buffer", "_fd")
 
     def __init__(self, fd: int, limit: int | None) -> None:
         self._fd = fd
-        self._limit = limit
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
+        self._buffer = TailBuffer(limit)
         os.set_blocking(fd, False)
 
     async def run(self) -> None:
@@ -70,6 +67,7 @@ class OutputCapture:
         tasks or delay a cancellation.
         """
         fd = self._fd
+        append = self._buffer.append
         grown = False
         unchecked = 0
         while True:
@@ -81,7 +79,7 @@ class OutputCapture:
                 continue
             if not chunk:
                 return
-            self._append(chunk)
+            append(chunk)
             if not grown and len(chunk) == _READ_SIZE:
                 # The child writes faster than we read: a bigger pipe lets it
                 # run ahead, so more reads find data without a trip through
@@ -94,21 +92,9 @@ class OutputCapture:
                 unchecked = 0
                 await checkpoint()
 
-    def _append(self, chunk: bytes) -> None:
-        chunks = self._chunks
-        chunks.append(chunk)
-        self._size += len(chunk)
-        limit = self._limit
-        if limit is not None:
-            while self._size - len(chunks[0]) >= limit:
-                self._size -= len(chunks.popleft())
-
     def value(self) -> bytes:
         """Return the captured bytes (the last *limit* of them, with a limit)."""
-        data = b"".join(self._chunks)
-        if self._limit is not None and len(data) > self._limit:
-            return data[len(data) - self._limit :]
-        return data
+        return self._buffer.value()
 
 
 def _grow_pipe(fd: int) -> None:

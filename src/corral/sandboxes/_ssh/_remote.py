@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import anyio
 import asyncssh
 
+from ...runtime._tail import TailBuffer
 from .._errors import SandboxUnavailableError
 from ._errors import is_connection_error, lost_connection, sftp_error
 from ._pool import HostPool, HostSet, Link, let_go
@@ -54,29 +55,6 @@ class ExecOutcome:
     stderr_over: bool
 
 
-class _Tail:
-    """The last *keep* bytes of a stream, and whether more than *keep* arrived."""
-
-    __slots__ = ("data", "keep", "over")
-
-    def __init__(self, keep: int) -> None:
-        self.data = bytearray()
-        self.keep = keep
-        self.over = False
-
-    def add(self, chunk: bytes) -> None:
-        data = self.data
-        data += chunk
-        if len(data) > self.keep:
-            self.over = True
-            if len(data) > 2 * self.keep + 65536:  # trim now and then, not on every chunk
-                del data[: len(data) - self.keep]
-
-    def value(self) -> bytes:
-        data = self.data
-        return bytes(data[-self.keep :]) if self.over and self.keep else bytes(data)
-
-
 class _ExecSession(asyncssh.SSHClientSession[bytes]):
     """Collects an exec script's header and output as the channel delivers them."""
 
@@ -84,8 +62,8 @@ class _ExecSession(asyncssh.SSHClientSession[bytes]):
         self._pending = bytearray()
         self.header: list[str] | None = None
         self.bad_header: bytes | None = None
-        self.stdout = _Tail(limit)
-        self.stderr = _Tail(limit)
+        self.stdout = TailBuffer(limit)
+        self.stderr = TailBuffer(limit)
         # An Event, not a future: cancelling a waiter must not mark the channel closed.
         self.closed = asyncio.Event()
         self.header_seen = asyncio.Event()
@@ -93,7 +71,7 @@ class _ExecSession(asyncssh.SSHClientSession[bytes]):
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
-            self.stderr.add(data)
+            self.stderr.append(data)
             return
         if self.header is None and self.bad_header is None:
             pending = self._pending
@@ -113,7 +91,7 @@ class _ExecSession(asyncssh.SSHClientSession[bytes]):
             pending.clear()
             if not data:
                 return
-        self.stdout.add(data)
+        self.stdout.append(data)
 
     def _reject(self, data: bytes) -> None:
         self.bad_header = data
@@ -204,7 +182,7 @@ class RemoteSandbox:
         if session.header is None:
             if link.closed:
                 raise lost_connection(self.label, action, session.lost)
-            shown = (session.bad_header or bytes(session.stderr.value()))[:500]
+            shown = (session.bad_header or session.stderr.value())[:500]
             raise SandboxUnavailableError(
                 f"{self.label} did not run the command as expected (is the login shell "
                 f"POSIX-compatible?): {shown.decode('utf-8', 'replace').strip()!r}"
@@ -215,8 +193,8 @@ class RemoteSandbox:
             returncode=-1 if returncode is None else returncode,
             stdout=session.stdout.value(),
             stderr=session.stderr.value(),
-            stdout_over=session.stdout.over,
-            stderr_over=session.stderr.over,
+            stdout_over=session.stdout.total > limit,
+            stderr_over=session.stderr.total > limit,
         )
 
     async def _stop(
