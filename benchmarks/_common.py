@@ -22,6 +22,7 @@ from typing import TypeVar
 __all__ = [
     "BACKENDS",
     "PY",
+    "compare",
     "count_procs",
     "emit",
     "kill_procs",
@@ -152,6 +153,44 @@ def emit(
     record.update(details or {})
     record.update(extra)
     print(json.dumps(record), flush=True)
+
+
+def compare(
+    benchmark: str,
+    backend: str,
+    figure: str,
+    rounds: int,
+    ours_fn: Callable[[], float],
+    base_fn: Callable[[], float],
+    *,
+    unit: str,
+    goal: str = "informational",
+    met: Callable[[float], bool] = lambda ratio: True,
+    **extra: object,
+) -> None:
+    """Measure *ours_fn* and *base_fn* side by side and emit the figure.
+
+    ``corral`` and ``baseline`` are the medians of the rounds; ``ratio`` is
+    :func:`paired_ratio`, and ``met`` is *met* of it (an informational figure,
+    the default, is always met). *extra* keys go into the JSON line as they are.
+    """
+    log(f"{figure}, under {backend}")
+    ours, base = side_by_side(rounds, ours_fn, base_fn, label=backend)
+    ratio = paired_ratio(ours, base)
+    emit(
+        benchmark=benchmark,
+        figure=figure,
+        backend=backend,
+        corral=median(ours),
+        baseline=median(base),
+        unit=unit,
+        goal=goal,
+        met=met(ratio),
+        ratio=ratio,
+        corral_samples=ours,
+        baseline_samples=base,
+        details=extra,
+    )
 
 
 def marker(base: int) -> str:

@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import tempfile
 
 import anyio
 
 import corral
-from _common import BACKENDS, emit, log, median, now, paired_ratio, side_by_side
+from _common import BACKENDS, compare, median, now
 from corral.util import sandbox, subprocess
 
 EXECS = 200
@@ -60,26 +61,16 @@ async def _bare_subprocess() -> float:
 
 def bench_exec_latency() -> None:
     for backend in BACKENDS:
-        log(f"exec latency under {backend}")
-        ours, base = side_by_side(
+        compare(
+            "sandbox",
+            backend,
+            'local sandbox exec(["true"]) p50 latency',
             EXEC_ROUNDS,
             functools.partial(anyio.run, _sandbox_exec, backend=backend),
             functools.partial(anyio.run, _bare_subprocess, backend=backend),
-            label=backend,
-        )
-        ratio = paired_ratio(ours, base)
-        emit(
-            benchmark="sandbox",
-            figure='local sandbox exec(["true"]) p50 latency',
-            backend=backend,
-            corral=median(ours),
-            baseline=median(base),
             unit="ms",
             goal=f"corral / baseline <= {GOAL_RATIO}",
-            met=ratio <= GOAL_RATIO,
-            ratio=ratio,
-            corral_samples=ours,
-            baseline_samples=base,
+            met=functools.partial(operator.ge, GOAL_RATIO),
             execs_per_round=EXECS,
             baseline_is='corral.util.subprocess(["true"])',
         )
@@ -117,25 +108,14 @@ async def _plain_round_trip(payload: bytes) -> float:
 def bench_file_round_trip() -> None:
     payload = _payload()
     for backend in BACKENDS:
-        log(f"50 MiB round trip under {backend}")
-        ours, base = side_by_side(
+        compare(
+            "sandbox",
+            backend,
+            "50 MiB write_file + read_file round trip, local sandbox",
             IO_ROUNDS,
             functools.partial(anyio.run, _sandbox_round_trip, payload, backend=backend),
             functools.partial(anyio.run, _plain_round_trip, payload, backend=backend),
-            label=backend,
-        )
-        emit(
-            benchmark="sandbox",
-            figure="50 MiB write_file + read_file round trip, local sandbox",
-            backend=backend,
-            corral=median(ours),
-            baseline=median(base),
             unit="MiB/s (payload size / round-trip time; higher is better)",
-            goal="informational",
-            met=True,
-            ratio=paired_ratio(ours, base),
-            corral_samples=ours,
-            baseline_samples=base,
             baseline_is="anyio.Path.write_bytes + read_bytes of a temporary file",
         )
 
@@ -152,25 +132,14 @@ async def _samples_per_second(sandbox_type: str | None) -> float:
 
 def bench_sample_rate() -> None:
     for backend in BACKENDS:
-        log(f"empty samples under {backend}")
-        ours, base = side_by_side(
+        compare(
+            "sandbox",
+            backend,
+            "empty samples per second with a local sandbox",
             SAMPLE_ROUNDS,
             functools.partial(anyio.run, _samples_per_second, "local", backend=backend),
             functools.partial(anyio.run, _samples_per_second, None, backend=backend),
-            label=backend,
-        )
-        emit(
-            benchmark="sandbox",
-            figure="empty samples per second with a local sandbox",
-            backend=backend,
-            corral=median(ours),
-            baseline=median(base),
             unit="samples/s (higher is better)",
-            goal="informational",
-            met=True,
-            ratio=paired_ratio(ours, base),
-            corral_samples=ours,
-            baseline_samples=base,
             samples_per_round=SAMPLES,
             baseline_is="the same empty sample without a sandbox",
         )

@@ -62,13 +62,13 @@ import asyncssh
 import corral
 from _common import (
     BACKENDS,
+    compare,
     emit,
     kill_procs,
     log,
     marker,
     median,
     now,
-    paired_ratio,
     side_by_side,
 )
 from corral.sandboxes._ssh._pool import ENCRYPTION_ALGS
@@ -217,7 +217,8 @@ def bench_exec_latency(server: OpenSSHServer) -> None:
     for backend in BACKENDS:
         goal = LATENCY_GOALS[backend]
         ours = functools.partial(anyio.run, _corral_exec_latency, server, backend=backend)
-        _compare(
+        compare(
+            BENCHMARK,
             backend,
             'ssh sandbox exec(["true"]) p50 latency, sequential',
             EXEC_ROUNDS,
@@ -285,7 +286,8 @@ async def _raw_exec_throughput(server: OpenSSHServer, like_for_like: bool = Fals
 def bench_exec_throughput(server: OpenSSHServer) -> None:
     for backend in BACKENDS:
         ours = functools.partial(anyio.run, _corral_exec_throughput, server, backend=backend)
-        _compare(
+        compare(
+            BENCHMARK,
             backend,
             f'ssh sandbox exec(["true"]) throughput, {WORKERS} concurrent workers',
             CONCURRENT_ROUNDS,
@@ -311,38 +313,6 @@ def bench_exec_throughput(server: OpenSSHServer) -> None:
         )
 
 
-def _compare(
-    backend: str,
-    figure: str,
-    rounds: int,
-    ours_fn: Callable[[], float],
-    base_fn: Callable[[], float],
-    *,
-    unit: str,
-    goal: str,
-    met: Callable[[float], bool],
-    **extra: object,
-) -> None:
-    """Measure *ours_fn* and *base_fn* side by side and emit the figure."""
-    log(f"{figure}, corral under {backend}")
-    ours, base = side_by_side(rounds, ours_fn, base_fn, label=backend)
-    ratio = paired_ratio(ours, base)
-    emit(
-        benchmark=BENCHMARK,
-        figure=figure,
-        backend=backend,
-        corral=median(ours),
-        baseline=median(base),
-        unit=unit,
-        goal=goal,
-        met=met(ratio),
-        ratio=ratio,
-        corral_samples=ours,
-        baseline_samples=base,
-        details=extra,
-    )
-
-
 def _like_for_like(
     backend: str,
     figure: str,
@@ -360,15 +330,14 @@ def _like_for_like(
     like-for-like baseline runs ``exec /bin/true`` over AES-GCM, so the ratio
     is what corral's own layers cost.
     """
-    _compare(
+    compare(
+        BENCHMARK,
         backend,
         figure,
         rounds,
         ours_fn,
         base_fn,
         unit=unit,
-        goal="informational",
-        met=lambda _: True,
         baseline_is=f"raw asyncssh conn.run({LIKE_FOR_LIKE!r}) over AES-GCM under asyncio",
     )
 
@@ -413,7 +382,8 @@ async def _raw_round_trip(server: OpenSSHServer, payload: bytes) -> float:
 def bench_file_round_trip(server: OpenSSHServer) -> None:
     payload = _payload()
     for backend in BACKENDS:
-        _compare(
+        compare(
+            BENCHMARK,
             backend,
             f"{PAYLOAD_MIB} MiB write_file + read_file round trip, ssh sandbox",
             IO_ROUNDS,
