@@ -28,8 +28,6 @@ import logging
 import shlex
 import time
 import weakref
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -39,10 +37,7 @@ from .._errors import SandboxUnavailableError
 from ._config import IGNORE_KNOWN_HOSTS, SSHHostConfig, SSHSandboxConfig
 from ._errors import HostRefusedError, connect_error, lost_connection
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-__all__ = ["HostPool", "HostSet", "Link", "host_set"]
+__all__ = ["HostPool", "HostSet", "Link", "hold", "host_set", "let_go"]
 
 logger = logging.getLogger("corral.sandbox")
 
@@ -250,15 +245,6 @@ class HostPool:
             link.lowered,
             REFUSAL_HOLD,
         )
-
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[Link]:
-        """A session slot for the body, given back at exit."""
-        link = await self.acquire()
-        try:
-            yield link
-        finally:
-            self.release(link)
 
     async def sftp(self) -> asyncssh.SFTPClient:
         """The host's SFTP client, started on first use; it holds one slot while open.
@@ -484,16 +470,6 @@ def host_set(config: SSHSandboxConfig) -> HostSet:
     if found is None:
         found = sets[key] = HostSet(config, key)
     return found
-
-
-@asynccontextmanager
-async def holding(config: SSHSandboxConfig) -> AsyncIterator[HostSet]:
-    """Hold *config*'s host set for the body (used by tests and benchmarks)."""
-    hosts = hold(config)
-    try:
-        yield hosts
-    finally:
-        await let_go(hosts)
 
 
 def hold(config: SSHSandboxConfig) -> HostSet:
