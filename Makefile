@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 ## bench: run every benchmark side by side with its baseline (JSON lines)
 bench: $(STAMP) ssh-server
-	@for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do PYTHONPATH=$(CURDIR) $(BIN)/python $$b || exit 1; done
 
 ## ssh-server: install OpenSSH's sshd and sudo (as root) for the SSH sandbox tests and benchmarks
 # Without root, only a notice: the SSH tests then skip (CI sets CORRAL_REQUIRE_SSH=1 and fails).
@@ -40,6 +40,7 @@ ssh-server:
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks docs/examples
 	$(BIN)/ruff format --check src tests benchmarks docs/examples
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,7 +1,7 @@
 """SSH sandbox: the ``"ssh"`` provider's overhead over raw asyncssh.
 
 Every figure runs against one real OpenSSH ``sshd`` on a loopback port
-(:class:`~corral.sandboxes._ssh._server.OpenSSHServer`, started in a
+(:class:`~tests.support.sshd.OpenSSHServer`, started in a
 temporary directory for the whole script and stopped at the end). The
 baseline is always raw asyncssh on ONE connection under asyncio (run with
 ``asyncio.run``), set up before the clock starts; under trio the provider
@@ -58,6 +58,7 @@ from typing import Any, TypeVar
 
 import anyio
 import asyncssh
+from tests.support.sshd import OpenSSHServer, SSHServerUnavailable
 
 import corral
 from _common import (
@@ -72,7 +73,6 @@ from _common import (
     side_by_side,
 )
 from corral.sandboxes._ssh._pool import ENCRYPTION_ALGS
-from corral.sandboxes._ssh._server import OpenSSHServer, SSHServerUnavailable
 from corral.util import sandbox
 
 BENCHMARK = "ssh"

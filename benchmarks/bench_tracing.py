@@ -32,7 +32,7 @@ TRACE = 13
 
 
 def _corral_actions(logger: logging.Logger) -> float:
-    from corral.tracing import trace_action
+    from corral.util import trace_action
 
     started = now()
     for _ in range(ACTIONS):
@@ -62,7 +62,7 @@ def _logging_actions(logger: logging.Logger) -> float:
 
 
 def _corral_messages(logger: logging.Logger) -> float:
-    from corral.tracing import trace_message
+    from corral.util import trace_message
 
     started = now()
     for _ in range(ACTIONS):
@@ -78,7 +78,7 @@ def _logging_messages(logger: logging.Logger) -> float:
 
 
 def _disabled_actions(logger: logging.Logger) -> float:
-    from corral.tracing import trace_action
+    from corral.util import trace_action
 
     started = now()
     for _ in range(ACTIONS):
@@ -112,7 +112,7 @@ def main() -> None:
     os.environ.pop("CORRAL_TRACE_LEVEL", None)
     os.environ.pop("CORRAL_OTEL", None)
     import corral.tracing
-    from corral.tracing import _files
+    from corral.tracing import _install
 
     try:
         log(f"trace file: {corral.tracing.init()}")
@@ -180,7 +180,7 @@ def main() -> None:
         plain.removeHandler(handler)
         handler.close()
     finally:
-        _files.uninstall()  # no gzip of a large file at exit
+        _install.uninstall()  # no gzip of a large file at exit
         shutil.rmtree(directory, ignore_errors=True)
 
 

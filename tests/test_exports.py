@@ -1,19 +1,32 @@
-"""The public surface: explicit ``__all__`` everywhere, and a facade that only re-exports."""
+"""The public surface: explicit ``__all__``, one home per name, a facade that only re-exports."""
 
 from __future__ import annotations
 
 import ast
 import importlib
 import inspect
+import json
+import subprocess
+import sys
 import types
 from pathlib import Path
 
 import pytest
 
 import corral
+import corral.sandboxes
+import corral.sandboxes.testing
+import corral.tracing
 import corral.util
 
-PUBLIC_MODULES = ["corral", "corral.runtime", "corral.tracing", "corral.util"]
+#: Every public namespace; each public name is exported by exactly one of them.
+PUBLIC_MODULES = [
+    "corral",
+    "corral.sandboxes",
+    "corral.sandboxes.testing",
+    "corral.tracing",
+    "corral.util",
+]
 
 #: The facade's names. Changing this list is a decision: the facade mirrors
 #: ``inspect_ai.util`` and grows as the issues land.
@@ -72,7 +85,60 @@ def test_util_facade_names_do_not_drift() -> None:
     assert set(corral.util.__all__) == UTIL_NAMES
 
 
-@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_each_public_name_has_exactly_one_home() -> None:
+    """As trio checks that each name of its core is re-exported by one public module."""
+    homes: dict[int, list[str]] = {}
+    objects: dict[int, object] = {}
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            value = getattr(module, name)
+            if isinstance(value, types.ModuleType) or name == "__version__":
+                continue
+            homes.setdefault(id(value), []).append(f"{module_name}.{name}")
+            objects[id(value)] = value
+    shared = sorted(places for places in homes.values() if len(places) > 1)
+    assert shared == [], f"exported by more than one public namespace: {shared}"
+
+
+def test_reprs_name_the_one_public_home() -> None:
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            value = getattr(module, name)
+            if isinstance(value, type) or inspect.isfunction(value):
+                assert value.__module__ == module_name, (name, value.__module__)
+                assert value.__qualname__ == name
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("subprocess", corral.util.subprocess), ("Store", corral.util.Store), ("task", corral.task)],
+)
+def test_corral_runtime_names_are_deprecated_aliases(old: str, new: object) -> None:
+    import corral.runtime
+
+    assert corral.runtime.__all__ == []
+    with pytest.warns(DeprecationWarning, match=r"corral\.runtime\.\w+ is deprecated since corral"):
+        assert getattr(corral.runtime, old) is new
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        corral.runtime.nothing  # noqa: B018
+
+
+def test_importing_the_facade_leaves_heavy_dependencies_alone() -> None:
+    """Each of these is imported where it is used, not by ``import corral.util``."""
+    heavy = ["httpx", "fsspec", "yaml", "asyncssh", "click", "rich", "trio", "jsonpatch"]
+    code = (
+        "import json, sys, corral.util, corral.sandboxes, corral.tracing;"
+        f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize("module_name", [*PUBLIC_MODULES, "corral.runtime"])
 def test_all_is_complete_and_correct(module_name: str) -> None:
     module = importlib.import_module(module_name)
     declared = set(module.__all__)
@@ -115,8 +181,9 @@ def test_private_modules_are_hidden_in_reprs() -> None:
     assert corral.util.ExecResult.__module__ == "corral.util"
     assert corral.util.subprocess.__module__ == "corral.util"
     assert corral.util.concurrency.__qualname__ == "concurrency"
-    assert corral.task.__module__ == "corral.runtime"
-    assert corral.Task.statistics.__module__ == "corral.runtime"
+    assert corral.task.__module__ == "corral"
+    assert corral.Task.statistics.__module__ == "corral"
+    assert corral.sandboxes.HostRefusedError.__module__ == "corral.sandboxes"
 
 
 def test_package_is_typed() -> None:

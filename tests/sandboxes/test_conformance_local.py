@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from corral.sandboxes import SandboxEnvironment
 from corral.sandboxes._local import LocalSandboxEnvironment
 from corral.sandboxes._proxy import SandboxEnvironmentProxy
 from corral.sandboxes.testing import SandboxConformance
+from corral.util import SandboxEnvironment
 
 pytestmark = pytest.mark.anyio
 

@@ -7,15 +7,10 @@ from typing import Any
 import anyio
 import pytest
 
-from corral.sandboxes import SandboxEnvironment
-from corral.sandboxes._context import (
-    sandbox,
-    sandbox_default,
-    sandbox_environments,
-    sandbox_with,
-)
+from corral.sandboxes._lookup import sandbox, sandbox_default, sandbox_environments, sandbox_with
 from corral.sandboxes._memory import MemorySandboxEnvironment
 from corral.sandboxes._proxy import wrap_environments
+from corral.util import SandboxEnvironment
 
 pytestmark = pytest.mark.anyio
 
@@ -207,7 +202,7 @@ async def test_sandbox_with_falls_back_to_read_file() -> None:
 
 
 async def test_sandbox_with_on_path_treats_an_unavailable_sandbox_as_a_miss() -> None:
-    from corral.sandboxes import SandboxUnavailableError
+    from corral.util import SandboxUnavailableError
 
     made = {"a": NoTest({}, fail=SandboxUnavailableError("gone")), "b": MemorySandboxEnvironment()}
     with sandbox_environments(made):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from corral.sandboxes import (
+from corral.sandboxes._memory import MemorySandboxEnvironment
+from corral.sandboxes._proxy import SandboxEnvironmentProxy
+from corral.util import (
     OutputLimitExceededError,
     SandboxUnavailableError,
     override_sandbox_output_limit,
 )
-from corral.sandboxes._memory import MemorySandboxEnvironment
 
 pytestmark = pytest.mark.anyio
 
@@ -44,8 +45,9 @@ async def test_files() -> None:
     await env.write_file("bin", b"\xff")
     with pytest.raises(UnicodeDecodeError):
         await env.read_file("bin")
+    proxied = SandboxEnvironmentProxy(env)  # the read limit is the proxy's
     with override_sandbox_output_limit(1, "read_file"), pytest.raises(OutputLimitExceededError):
-        await env.read_file("a/b.txt")
+        await proxied.read_file("a/b.txt")
 
 
 async def test_lifecycle() -> None:

@@ -10,18 +10,19 @@ from typing import Any
 import anyio
 import pytest
 
-from corral.runtime import SpanBeginEvent, span
-from corral.runtime._events import SandboxEvent
-from corral.runtime._transcript import Transcript, current_transcript
-from corral.sandboxes import (
-    OutputLimitExceededError,
-    SandboxTimeoutError,
-    override_sandbox_output_limit,
-)
+from corral._state._events import SandboxEvent
+from corral._state._transcript import Transcript, current_transcript
 from corral.sandboxes._memory import MemorySandboxEnvironment
 from corral.sandboxes._proxy import SandboxEnvironmentProxy, display_content, wrap_environments
-from corral.tracing import _files
-from tests.tracing.test_files import isolate, read_records
+from corral.tracing import _install
+from corral.util import (
+    OutputLimitExceededError,
+    SandboxTimeoutError,
+    SpanBeginEvent,
+    override_sandbox_output_limit,
+    span,
+)
+from tests.tracing.test_install import isolate, read_records
 
 pytestmark = pytest.mark.anyio
 
@@ -205,11 +206,16 @@ class Raising(MemorySandboxEnvironment):
         raise self.error
 
 
-async def test_timeout_becomes_sandbox_timeout_error(record: Transcript) -> None:
-    with pytest.raises(SandboxTimeoutError, match=r"timed out after 0\.01 seconds") as info:
-        await proxy().exec(["sleep", "10"], timeout=0.01)
-    assert type(info.value.__cause__) is TimeoutError
-    assert info.value.truncated_output is None
+async def test_timeout_is_the_proxys_own_cancel_scope(record: Transcript) -> None:
+    """A provider that ignores ``timeout`` (the memory one does) is cancelled at the deadline."""
+    with anyio.fail_after(5):
+        with pytest.raises(
+            SandboxTimeoutError, match=r"'sleep 10' timed out after 0\.01 seconds"
+        ) as info:
+            await proxy().exec(["sleep", "10"], timeout=0.01)
+    assert info.value.__cause__ is None
+    assert info.value.truncated_output is None  # the provider does not share its output
+    assert events(record) == []
 
 
 async def test_timeout_keeps_the_truncated_output() -> None:
@@ -291,7 +297,7 @@ def trace_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     try:
         yield path
     finally:
-        _files._reset_for_tests()
+        _install._reset_for_tests()
 
 
 async def test_trace_records(trace_file: Path, record: Transcript) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from corral.sandboxes import SandboxEnvironment
 from corral.sandboxes import _registry as registry
 from corral.sandboxes._memory import MemorySandboxEnvironment
 from corral.sandboxes._registry import (
@@ -18,6 +17,7 @@ from corral.sandboxes._registry import (
     sandbox_class,
     sandboxenv,
 )
+from corral.util import SandboxEnvironment
 
 _REAL_ENTRY_POINTS = registry._entry_points
 MEMORY = "corral.sandboxes._memory:MemorySandboxEnvironment"

@@ -20,10 +20,11 @@ import anyio
 import pytest
 
 import corral
-from corral.sandboxes import _lifecycle, _registry
-from corral.sandboxes._context import sandbox
+from corral._scope import _lifecycle
+from corral.sandboxes import _registry
 from corral.sandboxes._environment import SandboxEnvironment
 from corral.sandboxes._local import LocalSandboxEnvironment
+from corral.sandboxes._lookup import sandbox
 from corral.sandboxes._registry import sandboxenv
 
 from ..conftest import Fifo, processes_matching, unique_sleep

@@ -16,9 +16,10 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from corral.tracing import TRACE, _actions, _files, trace_action, trace_message
+from corral.tracing import _actions, _install
+from corral.util import TRACE, trace_action, trace_message
 
-from .test_files import ListHandler, isolate, read_records
+from .test_install import ListHandler, isolate, read_records
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +29,7 @@ LOG = logging.getLogger("corral.tests.actions")
 @pytest.fixture(autouse=True)
 def trace_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield isolate(tmp_path, monkeypatch)
-    _files._reset_for_tests()
+    _install._reset_for_tests()
 
 
 def actions(path: Path) -> list[dict[str, Any]]:
@@ -267,7 +268,7 @@ def test_other_loggers_get_ordinary_records() -> None:
     assert vars(exit_)["trace_id"] == vars(enter)["trace_id"]
     assert message.getMessage() == "[Cat] said hi"
     assert (message.msg, message.args) == ("[Cat] said %s", ("hi",))  # formatted lazily
-    assert _files._handler is None
+    assert _install._handler is None
 
 
 # -- tracing never breaks the traced code -------------------------------------------------
@@ -297,7 +298,7 @@ def test_a_failing_handler_is_reported_once_and_tracing_stops(
     assert first == "ran"
     assert caught.value.args == ("mine",)
     assert _actions.is_off()
-    assert _files._handler is None
+    assert _install._handler is None
     assert logging.getLogger("corral").propagate is True
     err = capsys.readouterr().err
     assert err.count("\n") == 1

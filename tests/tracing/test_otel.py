@@ -20,9 +20,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from corral.tracing import _actions, _files, _otel, trace_action
+from corral.tracing import _actions, _install, _otel
+from corral.util import trace_action
 
-from .test_files import isolate, read_records
+from .test_install import isolate, read_records
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +33,7 @@ LOG = logging.getLogger("corral.tests.otel")
 @pytest.fixture(autouse=True)
 def trace_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield isolate(tmp_path, monkeypatch)
-    _files._reset_for_tests()
+    _install._reset_for_tests()
 
 
 @pytest.fixture
@@ -124,7 +125,7 @@ def test_spans_do_not_need_trace_records(exporter: InMemorySpanExporter) -> None
         quiet.setLevel(logging.NOTSET)
     spans = by_name(exporter.get_finished_spans())
     assert parent_span_id(spans["Inner"]) == span_id(spans["Outer"])
-    assert _files._handler is None
+    assert _install._handler is None
 
 
 def test_no_spans_without_the_environment_variable(

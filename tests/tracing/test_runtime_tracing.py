@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 import corral
-from corral.tracing import _files
+from corral.tracing import _install
 from corral.util import subprocess, subtask
 
-from .test_files import isolate, read_records
+from .test_install import isolate, read_records
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(autouse=True)
 def trace_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield isolate(tmp_path, monkeypatch)
-    _files._reset_for_tests()
+    _install._reset_for_tests()
 
 
 def _finishes(path: Path, action: str) -> list[dict[str, Any]]:

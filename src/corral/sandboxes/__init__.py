@@ -1,48 +1,35 @@
-"""Sandboxes: the :class:`SandboxEnvironment` contract, the registry, and lookup.
+"""Sandboxes beyond the ``inspect_ai``-compatible names: registry, limits, SSH configuration.
 
-Providers subclass :class:`SandboxEnvironment` and register with
-``@sandboxenv(name)`` (or the ``corral.sandboxes`` entry-point group); the
-runtime's task and sample scopes own their lifecycle, and inside a sample
-:func:`sandbox` and :func:`sandbox_with` find the environments.
-:mod:`corral.util` re-exports the stable names.
+The sandbox contract itself (:class:`~corral.util.SandboxEnvironment`,
+``sandbox()``, ``sandboxenv``, the errors users catch) is exported by
+:mod:`corral.util`, as ``inspect_ai.util`` exports it; this package adds what
+only corral has. Providers subclass ``SandboxEnvironment`` and register with
+``@sandboxenv(name)``, :func:`register_sandbox` or the ``corral.sandboxes``
+entry-point group; the task and sample scopes own their lifecycle, and every
+environment is used through the sandbox proxy, which enforces the contract's
+rules. :mod:`corral.sandboxes.testing` holds the conformance suite and an
+in-memory provider.
 """
 
-from ._context import sandbox, sandbox_default, sandbox_with
-from ._environment import (
-    HostMapping,
-    PortMapping,
-    SandboxConnection,
-    SandboxEnvironment,
-    SandboxEnvironmentSpec,
-)
-from ._errors import OutputLimitExceededError, SandboxTimeoutError, SandboxUnavailableError
-from ._limits import max_exec_output_size, max_read_file_size, override_sandbox_output_limit
-from ._registry import register_sandbox, registered_sandboxes, sandboxenv
+from ._environment import HostMapping, PortMapping
+from ._errors import HostRefusedError
+from ._output_limits import max_exec_output_size, max_read_file_size
+from ._registry import register_sandbox, registered_sandboxes
 from ._ssh._config import SSHHostConfig, SSHSandboxConfig
 
 __all__ = [
     "HostMapping",
-    "OutputLimitExceededError",
+    "HostRefusedError",
     "PortMapping",
     "SSHHostConfig",
     "SSHSandboxConfig",
-    "SandboxConnection",
-    "SandboxEnvironment",
-    "SandboxEnvironmentSpec",
-    "SandboxTimeoutError",
-    "SandboxUnavailableError",
     "max_exec_output_size",
     "max_read_file_size",
-    "override_sandbox_output_limit",
     "register_sandbox",
     "registered_sandboxes",
-    "sandbox",
-    "sandbox_default",
-    "sandbox_with",
-    "sandboxenv",
 ]
 
-from .._util import fixup_module_metadata
+from .._core._public import fixup_module_metadata
 
 fixup_module_metadata(__name__, globals())
 del fixup_module_metadata

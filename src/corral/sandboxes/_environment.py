@@ -4,9 +4,16 @@ A provider subclasses :class:`SandboxEnvironment`, implements the four
 abstract methods and the lifecycle class methods it needs, and registers the
 class with ``@sandboxenv("name")``. The runtime owns the lifecycle: it calls
 ``task_init`` once per task, ``sample_init`` and ``sample_cleanup`` around
-each sample, and ``task_cleanup`` when the task scope exits; it wraps every
-environment once so that each call is recorded as a ``SandboxEvent`` and
-traced, which providers therefore do not do themselves.
+each sample, and ``task_cleanup`` when the task scope exits.
+
+The runtime also wraps every environment once, in the sandbox proxy (see
+:mod:`corral.sandboxes._proxy`), which owns the rules every call obeys
+whatever the provider: it checks the arguments before the provider sees
+them, applies ``timeout=`` as a cancel scope (a ``TimeoutError`` becomes
+``SandboxTimeoutError``), enforces the output limits, records each call as a
+``SandboxEvent`` and traces it. A provider therefore keeps only the
+mechanics: running the command, moving the bytes, and stopping what it
+started when it is cancelled.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from ..runtime import ExecResult
+    from .._process._subprocess import ExecResult
 
 __all__ = [
     "HostMapping",
@@ -31,12 +38,16 @@ __all__ = [
 class HostMapping(BaseModel):
     """Where a container port is reachable on the host."""
 
+    model_config = ConfigDict(defer_build=True)
+
     host_ip: str
     host_port: int
 
 
 class PortMapping(BaseModel):
     """A container port and where it is reachable."""
+
+    model_config = ConfigDict(defer_build=True)
 
     container_port: int
     protocol: Literal["tcp", "udp"] = "tcp"
@@ -54,6 +65,8 @@ class SandboxConnection(BaseModel):
         container: The container's name, for container providers.
     """
 
+    model_config = ConfigDict(defer_build=True)
+
     type: str
     command: str
     vscode_command: list[Any] | None = None
@@ -64,7 +77,7 @@ class SandboxConnection(BaseModel):
 class SandboxEnvironmentSpec(BaseModel):
     """Which provider to use and its configuration: ``SandboxEnvironmentSpec("local")``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     type: str
     config: Any = None
@@ -99,6 +112,12 @@ class SandboxEnvironment(abc.ABC):
     ) -> ExecResult[str]:
         """Run *cmd* (a program and its arguments, never through a shell) and wait for it.
 
+        Called through ``sandbox()``, the arguments have been checked (a
+        list of ``str``, ``str`` or bytes input, ``str`` to ``str`` env, a
+        timeout >= 0), and the proxy enforces *timeout* and the output
+        limit; a provider may also pass *timeout* on to its backend, and a
+        ``TimeoutError`` it raises becomes ``SandboxTimeoutError``.
+
         Args:
             cmd: The program and its arguments.
             input: Data for the command's stdin.
@@ -115,12 +134,17 @@ class SandboxEnvironment(abc.ABC):
             undecodable bytes replaced.
 
         Raises:
-            TimeoutError: The command ran longer than *timeout*; nothing it
-                started is left running.
+            SandboxTimeoutError: The command ran longer than *timeout*; nothing
+                it started is left running.
             PermissionError: *user* cannot be used, or the program cannot be run.
             OutputLimitExceededError: A stream was over the exec output limit
                 (10 MiB); ``truncated_output`` holds what was kept.
             SandboxUnavailableError: The sandbox cannot run anything.
+
+        **Cancellation:** a provider must stop the command, and everything
+        it started, before the cancellation propagates (the proxy's timeout
+        arrives as a cancellation too); cleanup that has to wait runs
+        shielded and bounded.
         """
 
     @abc.abstractmethod

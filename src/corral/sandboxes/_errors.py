@@ -6,6 +6,7 @@ Hierarchy::
     ├── OutputLimitExceededError      an exec stream or a file is over its limit
     ├── RuntimeError
     │   └── SandboxUnavailableError   the provider cannot run anything (host down, ...)
+    │       └── HostRefusedError      a host was reached but refused us (host key, login)
     └── OSError
         └── TimeoutError
             └── SandboxTimeoutError   exec, read_file or write_file ran out of time
@@ -17,7 +18,12 @@ the path, and ``UnicodeDecodeError`` for invalid UTF-8 read as text.
 
 from __future__ import annotations
 
-__all__ = ["OutputLimitExceededError", "SandboxTimeoutError", "SandboxUnavailableError"]
+__all__ = [
+    "HostRefusedError",
+    "OutputLimitExceededError",
+    "SandboxTimeoutError",
+    "SandboxUnavailableError",
+]
 
 
 class OutputLimitExceededError(Exception):
@@ -53,3 +59,16 @@ class SandboxTimeoutError(TimeoutError):
 
 class SandboxUnavailableError(RuntimeError):
     """The sandbox cannot run anything: its host or container is gone."""
+
+
+class HostRefusedError(SandboxUnavailableError):
+    """A host was reached but will not have us: its key is not trusted, or it refused ours.
+
+    A configuration error, not a passing fault: it is raised as it is and
+    never retried on another host (trying other hosts with the same keys would
+    only hide it). The SSH provider raises it from ``task_init``, so a task
+    whose sandbox has a wrong host key or a refused key fails once, on
+    entering ``corral.task(...)``, with this error itself; a sample with an
+    SSH sandbox of its own raises it inside the task's nursery, where
+    ``except* HostRefusedError`` catches it.
+    """

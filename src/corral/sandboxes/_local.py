@@ -5,9 +5,12 @@ Each sample gets its own temporary working directory
 paths and ``cwd`` resolve inside it; absolute paths are used as they are, so
 this isolates samples from each other's files by convention, not by force.
 
-Commands run through the runtime's supervised :func:`corral.runtime.subprocess`:
-each one leads its own process group, and a timeout or a cancellation
-terminates the whole group before the call returns. Every command also
+Commands run under the process layer's supervision
+(:func:`~corral._process._subprocess.run_supervised`, as ``subprocess()``
+does): each one leads its own process group, and a cancellation (the sandbox
+proxy's timeout among them) terminates the whole group before the call
+returns. The rules of the contract (argument checks, the timeout, the output
+limit, events) are the proxy's; this module keeps the mechanics. Every command also
 carries ``CORRAL_LOCAL_SANDBOX=<token>`` in its environment, which is how
 :meth:`LocalSandboxEnvironment.sample_cleanup` finds processes that escaped
 their group (a daemon that called ``setsid``) and kills them.
@@ -31,11 +34,13 @@ from typing import Any, Literal, overload
 import anyio
 import anyio.to_thread
 
-from ..runtime import ExecResult, subprocess
-from ._arguments import check_cmd, check_file, contents_bytes
+from .._core._procfs import processes_with_environ
+from .._core._settings import subprocess_limiter
+from .._process._subprocess import ExecResult, check_command, run_supervised
+from ._calls import exec_call
 from ._environment import SandboxConnection, SandboxEnvironment
-from ._errors import OutputLimitExceededError, SandboxTimeoutError, SandboxUnavailableError
-from ._limits import human_size, max_exec_output_size, max_read_file_size
+from ._errors import OutputLimitExceededError, SandboxUnavailableError
+from ._output_limits import human_size, max_read_file_size
 
 __all__ = ["LocalSandboxEnvironment"]
 
@@ -82,33 +87,12 @@ def _write_sync(path: str, data: bytes) -> None:
         f.write(data)
 
 
-def _tagged_processes(tag: bytes) -> list[int]:
-    """PIDs of live processes whose environment holds *tag* (``NAME=value``)."""
-    found = []
-    me = os.getpid()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for name in entries:
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                environ = f.read()
-        except OSError:  # gone, or not ours to read
-            continue
-        if environ.startswith(tag + b"\0") or (b"\0" + tag + b"\0") in environ:
-            found.append(int(name))
-    return found
-
-
 def _kill_tagged(tag: bytes) -> int:
     """SIGKILL the process groups of every live process tagged *tag*; return how many were hit."""
     own_group = os.getpgrp()
     killed = 0
     for _ in range(3):  # a process may have forked while we looked
-        pids = _tagged_processes(tag)
+        pids = processes_with_environ(tag, exclude=os.getpid())
         if not pids:
             break
         for pid in pids:
@@ -177,9 +161,14 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         """Run *cmd* on this machine and wait for it.
 
         The command runs in the sample's directory (or *cwd*, relative to
-        it), with ``os.environ`` plus *env*. Stdout and stderr are decoded as
-        UTF-8 with undecodable bytes replaced. *timeout_retry* is ignored: a
-        local command is never retried.
+        it), with ``os.environ`` plus *env*, once it holds a slot of the
+        ``"subprocesses"`` limit (the wait does not count against the
+        timeout). Stdout and stderr go to the proxy's buffers (see
+        :mod:`~corral.sandboxes._calls`) and are returned decoded as UTF-8
+        with undecodable bytes replaced. The arguments arrive checked, and
+        *timeout* and the output limit are the proxy's to enforce (through
+        ``sandbox()``; a direct call has neither). *timeout_retry* is ignored:
+        a local command is never retried.
 
         Args:
             cmd: The program and its arguments (not run through a shell).
@@ -189,72 +178,55 @@ class LocalSandboxEnvironment(SandboxEnvironment):
             user: Run as this user. The current user (or ``None``) runs the
                 command directly; another user needs ``sudo`` that works
                 without a password (``sudo -n -u USER``).
-            timeout: Seconds the command may run.
+            timeout: Enforced by the proxy, as a cancellation.
             timeout_retry: Ignored.
 
         Returns:
             The exit status and the decoded output.
 
         Raises:
-            TypeError: *cmd* is not a list of ``str`` (the message names ``cmd``),
-                or another argument has the wrong type.
-            ValueError: *cmd* is empty, or *timeout* is negative.
             FileNotFoundError: The program or *cwd* does not exist.
             NotADirectoryError: *cwd* is not a directory.
             PermissionError: The program cannot be run, or *user* cannot be
                 used (no ``sudo``, a password is required, an unknown user);
                 the message names the user.
-            SandboxTimeoutError: The command ran longer than *timeout*; its
-                whole process group has been killed.
-            OutputLimitExceededError: stdout or stderr was over the exec
-                output limit; ``truncated_output`` holds the last
-                ``limit`` bytes of stdout, decoded.
             SandboxUnavailableError: The sandbox has been cleaned up.
 
         **Cancellation:** the command's whole process group is terminated
         (SIGTERM, then SIGKILL after the kill grace) and reaped before the
         cancellation propagates; nothing it started in its group is left running.
         """
-        argv = check_cmd(cmd)
         self._check_open()
-        limit = max_exec_output_size()
+        call = exec_call()
         workdir = self._directory if cwd is None else self._resolve(cwd)
         extra = dict(env) if env else {}
         name, _, value = self._tag.partition("=")
         extra[name] = value
 
+        argv = list(cmd)
         via_sudo = user is not None and user != _current_user()
         if via_sudo:
             assert user is not None
             argv = self._sudo_argv(user, argv, extra)
+        command = check_command(argv, input, workdir, extra, True)
 
         self._ran_commands = True
+        limiter = subprocess_limiter()
+        slot = object()
+        with call.not_counting():  # as subprocess(): waiting for a slot is not running
+            await limiter.acquire_on_behalf_of(slot)
         try:
-            result = await subprocess(
-                argv,
-                text=False,
-                input=input,
-                cwd=workdir,
-                env=extra,
-                output_limit=limit + 1,
-                timeout=timeout,
-            )
-        except TimeoutError as exc:
-            raise SandboxTimeoutError(f"Command timed out after {timeout} seconds") from exc
+            returncode = await run_supervised(command, call.stdout, call.stderr)
+        finally:
+            limiter.release_on_behalf_of(slot)
 
-        stdout, stderr = result.stdout, result.stderr
-        if len(stdout) > limit or len(stderr) > limit:
-            raise OutputLimitExceededError(
-                human_size(limit),
-                truncated_output=stdout[-limit:].decode("utf-8", errors="replace"),
-            )
-        out = stdout.decode("utf-8", errors="replace")
-        err = stderr.decode("utf-8", errors="replace")
-        if via_sudo and result.returncode != 0 and _SUDO_REFUSED.search(err):
+        out = call.stdout.value().decode("utf-8", errors="replace")
+        err = call.stderr.value().decode("utf-8", errors="replace")
+        if via_sudo and returncode != 0 and _SUDO_REFUSED.search(err):
             raise PermissionError(
                 errno.EPERM, f"cannot run the command as user {user!r}: {err.strip()}"
             )
-        return ExecResult(result.success, result.returncode, out, err)
+        return ExecResult(returncode == 0, returncode, out, err)
 
     @staticmethod
     def _sudo_argv(user: str, argv: list[str], env: dict[str, str]) -> list[str]:
@@ -277,8 +249,6 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         replaced. Files over 256 KiB are written in a worker thread.
 
         Raises:
-            TypeError: *file* is not a ``str`` or *contents* is neither ``str`` nor bytes.
-            ValueError: *file* is empty.
             IsADirectoryError: *file* is a directory (the error names it).
             PermissionError: *file* or a parent cannot be written (the error names it).
             UnicodeEncodeError: *contents* holds lone surrogates.
@@ -287,8 +257,7 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         **Cancellation:** a write in a worker thread runs to the end before
         the cancellation propagates, so a file is never left half written by it.
         """
-        check_file(file)
-        data = contents_bytes(contents)
+        data = contents.encode("utf-8") if isinstance(contents, str) else bytes(contents)
         self._check_open()
         path = self._resolve(file)
         if len(data) <= _INLINE_IO_MAX:
@@ -308,8 +277,6 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         worker thread.
 
         Raises:
-            TypeError: *file* is not a ``str``.
-            ValueError: *file* is empty.
             FileNotFoundError: *file* does not exist (the error names it).
             IsADirectoryError: *file* is a directory (the error names it).
             PermissionError: *file* cannot be read (the error names it).
@@ -321,7 +288,6 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         **Cancellation:** a read in a worker thread runs to the end before
         the cancellation propagates; its result is dropped.
         """
-        check_file(file)
         self._check_open()
         path = self._resolve(file)
         limit = max_read_file_size()

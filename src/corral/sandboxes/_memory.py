@@ -20,9 +20,10 @@ exist implicitly, as the parents of the files. ``exec`` understands:
 * ``exit CODE``.
 
 Anything else exits with 127 and ``"<name>: command not found"`` on stderr.
-A ``timeout`` raises the builtin :class:`TimeoutError` (the proxy turns it
-into ``SandboxTimeoutError``). After ``sample_cleanup`` every call raises
-:class:`~corral.sandboxes.SandboxUnavailableError`.
+Like a third-party provider, it leaves the contract's rules to the sandbox
+proxy (argument checks, ``timeout=``, the output limits) and returns plain
+results. After ``sample_cleanup`` every call raises
+:class:`~corral.util.SandboxUnavailableError`.
 
 Configuration (``SandboxEnvironmentSpec("memory", config)``): ``None`` for one
 environment named ``"default"``; a list of names for one empty environment
@@ -34,17 +35,14 @@ from __future__ import annotations
 import errno
 import posixpath
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any, Literal, overload
 
 import anyio
 import anyio.lowlevel
 
+from .._process._subprocess import ExecResult
 from ._environment import SandboxConnection, SandboxEnvironment
-from ._errors import OutputLimitExceededError, SandboxUnavailableError
-from ._limits import human_size, max_read_file_size
-
-if TYPE_CHECKING:
-    from ..runtime import ExecResult
+from ._errors import SandboxUnavailableError
 
 __all__ = ["MemorySandboxEnvironment"]
 
@@ -110,24 +108,17 @@ class MemorySandboxEnvironment(SandboxEnvironment):
         timeout: int | float | None = None,
         timeout_retry: bool = True,
     ) -> ExecResult[str]:
-        """Run a builtin command (see the module docs); *env* and *user* are ignored.
+        """Run a builtin command (see the module docs); *env*, *user* and *timeout* are ignored.
 
         Raises:
-            TimeoutError: The command ran longer than *timeout*.
             SandboxUnavailableError: The environment was cleaned up.
         """
-        from ..runtime import ExecResult
-
         await anyio.lowlevel.checkpoint()
         self._check_open()
         self.commands.append(list(cmd))
         stdin = input.encode("utf-8") if isinstance(input, str) else (input or b"")
         workdir = self._resolve(cwd) if cwd is not None else _HOME
-        try:
-            with anyio.fail_after(timeout):
-                code, out, err = await self._run(list(cmd), stdin, workdir)
-        except TimeoutError:
-            raise TimeoutError(f"Command timed out after {timeout} seconds") from None
+        code, out, err = await self._run(list(cmd), stdin, workdir)
         stdout = out.decode("utf-8", errors="replace")
         stderr = err.decode("utf-8", errors="replace")
         return ExecResult(code == 0, code, stdout, stderr)
@@ -221,15 +212,11 @@ class MemorySandboxEnvironment(SandboxEnvironment):
             FileNotFoundError: *file* does not exist.
             IsADirectoryError: *file* is a directory.
             UnicodeDecodeError: *text* is true and the file is not UTF-8.
-            OutputLimitExceededError: The file is over the read limit.
             SandboxUnavailableError: The environment was cleaned up.
         """
         await anyio.lowlevel.checkpoint()
         self._check_open()
         data = self._read(file)
-        limit = max_read_file_size()
-        if len(data) > limit:
-            raise OutputLimitExceededError(human_size(limit), truncated_output=None)
         return data.decode("utf-8") if text else data
 
     async def connection(self) -> SandboxConnection:

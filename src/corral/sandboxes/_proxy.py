@@ -1,13 +1,22 @@
-"""The wrapper the runtime puts around every sandbox environment.
+"""The wrapper every sandbox environment is used through, and the one owner of the contract's rules.
 
 :class:`SandboxEnvironmentProxy` does, once for every provider, what the
-contract promises about every call: it traces each ``exec``, ``read_file``
-and ``write_file`` as the action ``"Sandbox"``, records it as a
-:class:`~corral.runtime.SandboxEvent` in the running sample's transcript,
-turns a provider's :class:`TimeoutError` into
-:class:`~corral.sandboxes.SandboxTimeoutError`, and enforces the exec output
-limit for providers that do not. Providers therefore do none of this
-themselves.
+contract promises about every call, so that providers keep only the
+mechanics:
+
+* it **checks the arguments** of ``exec``, ``read_file`` and ``write_file``
+  before anything happens (no slot taken, nothing sent), raising
+  ``TypeError``/``ValueError`` that names the parameter;
+* it **applies** ``timeout=`` as a cancel scope around the provider's
+  ``exec`` and raises :class:`~corral.util.SandboxTimeoutError` (with the
+  output so far, when the provider shares it through
+  :mod:`~corral.sandboxes._calls`); a ``TimeoutError`` the provider raises
+  itself becomes the same error;
+* it **enforces the output limits**: an ``exec`` stream over
+  ``max_exec_output_size()`` bytes, or a file over ``max_read_file_size()``,
+  raises :class:`~corral.util.OutputLimitExceededError`;
+* it **records** each call as a :class:`~corral.util.SandboxEvent` in the
+  running sample's transcript and **traces** it as the action ``"Sandbox"``.
 
 The lifecycle class methods (``sample_init``, ``sample_cleanup``, ...) are
 called on the provider class, never on the proxy, and ``sample_cleanup``
@@ -20,21 +29,32 @@ import functools
 import logging
 import shlex
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
-from ..runtime._events import SandboxEvent, _working_start, current_span
-from ..runtime._transcript import transcript
-from ..tracing import trace_action
+from .._core._checks import (
+    check_bool,
+    check_bytes,
+    check_env,
+    check_optional_str,
+    check_seconds,
+    check_str,
+    check_str_list,
+    type_name,
+)
+from .._state._events import SandboxEvent, current_span, seconds_into_sample
+from .._state._transcript import transcript
+from ..tracing._actions import trace_action
+from ._calls import ExecCall, current_exec_call
 from ._environment import SandboxEnvironment
 from ._errors import OutputLimitExceededError, SandboxTimeoutError
-from ._limits import human_size, max_exec_output_size
+from ._output_limits import human_size, max_exec_output_size, max_read_file_size
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from pydantic import JsonValue
 
-    from ..runtime import ExecResult
+    from .._process._subprocess import ExecResult
     from ._environment import SandboxConnection
 
 __all__ = ["SandboxEnvironmentProxy", "display_content", "wrap_environments"]
@@ -100,22 +120,28 @@ def _record(**fields: Any) -> None:
         functools.partial(
             SandboxEvent,
             span_id=current_span.get(),
-            working_start=_working_start(),
+            working_start=seconds_into_sample(),
             **fields,
         )
     )
 
 
-def _timeout(exc: TimeoutError, what: str, *, keep_output: bool) -> SandboxTimeoutError:
-    output = getattr(exc, "truncated_output", None) if keep_output else None
-    return SandboxTimeoutError(
-        str(exc) or f"{what} timed out",
-        truncated_output=output if isinstance(output, str) else None,
-    )
+def _check_cmd(cmd: object) -> list[str]:
+    if isinstance(cmd, str):  # a common mistake, with a remedy
+        raise TypeError(
+            "cmd must be a list of arguments, not a str; "
+            f"to run it through a shell, use ['sh', '-c', {cmd!r}]"
+        )
+    return check_str_list("cmd", cmd)
+
+
+def _over(text: str, limit: int) -> bool:
+    # A str holds at least one byte per character: only a long one can be over.
+    return len(text) > limit // 4 and len(text.encode("utf-8")) > limit
 
 
 class SandboxEnvironmentProxy(SandboxEnvironment):
-    """Record, trace and check every call to the environment it wraps.
+    """Check, time, limit, record and trace every call to the environment it wraps.
 
     ``SandboxEnvironmentProxy(env)`` wraps *env*; wrapping a proxy returns
     that same proxy, so wrapping is idempotent. Use :attr:`inner` to reach
@@ -134,7 +160,7 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         if isinstance(inner, SandboxEnvironmentProxy):
             return inner
         if not isinstance(inner, SandboxEnvironment):
-            raise TypeError(f"inner must be a SandboxEnvironment, got {type(inner).__name__}")
+            raise TypeError(f"inner must be a SandboxEnvironment, got {type_name(inner)}")
         return super().__new__(cls)
 
     def __init__(self, inner: SandboxEnvironment) -> None:
@@ -163,27 +189,37 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         """Run *cmd* in the wrapped environment; see :meth:`SandboxEnvironment.exec`.
 
         Raises:
-            TypeError: *cmd* is a ``str`` rather than a list of arguments.
-            SandboxTimeoutError: The provider timed out (any ``TimeoutError``
-                it raised, chained, with its ``truncated_output``).
+            TypeError: An argument has the wrong type (the message names it);
+                *cmd* is a ``str`` rather than a list of arguments.
+            ValueError: *cmd* is empty or *timeout* negative.
+            SandboxTimeoutError: The command ran longer than *timeout*
+                (``truncated_output`` holds what it printed, when the
+                provider shares it), or the provider raised a ``TimeoutError``.
             OutputLimitExceededError: stdout or stderr is over
                 ``max_exec_output_size()`` bytes; ``truncated_output`` keeps
-                the tail of each stream. The event is still recorded.
+                the tail of the stream(s) over it. The event is still recorded.
             Exception: Whatever else the provider raises, unchanged.
 
-        **Cancellation:** propagates unchanged; no event is recorded.
+        **Cancellation:** the provider's ``exec`` is cancelled (and stops the
+        command); the cancellation propagates and no event is recorded. The
+        timeout is a cancel scope of this call's own: only it becomes
+        ``SandboxTimeoutError``.
         """
-        if isinstance(cast("object", cmd), str):  # a common mistake, checked at run time
-            raise TypeError(
-                "cmd must be a list of arguments, not a str; "
-                f"to run it through a shell, use ['sh', '-c', {cmd!r}]"
-            )
-        command = shlex.join(cmd)
+        argv = _check_cmd(cmd)
+        data = check_bytes("input", input, optional=True)
+        check_optional_str("cwd", cwd)
+        variables = check_env("env", env)
+        check_optional_str("user", user)
+        seconds = check_seconds("timeout", timeout)
+        check_bool("timeout_retry", timeout_retry)
+        limit = max_exec_output_size()
+
+        command = shlex.join(argv)
         options: dict[str, JsonValue] = {}
         if cwd is not None:
             options["cwd"] = cwd
-        if env:
-            options["env"] = dict(env)
+        if variables:
+            options["env"] = dict(variables)
         if user is not None:
             options["user"] = user
         if timeout is not None:
@@ -193,26 +229,34 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         event: dict[str, Any] = {
             "action": "exec",
             "cmd": command,
-            "input": display_content(input),
+            "input": display_content(input if isinstance(input, str | None) else data),
             "options": options,
         }
+        call = ExecCall(limit, seconds)
         with trace_action(_logger, "Sandbox", "%s %s", "exec", _trace_detail(command)):
             start = _now()
+            token = current_exec_call.set(call)
             try:
-                result = await self._inner.exec(
-                    cmd,
-                    input=input,
-                    cwd=cwd,
-                    env=env,
-                    user=user,
-                    timeout=timeout,
-                    timeout_retry=timeout_retry,
-                )
+                with call.scope:
+                    call.start_clock()
+                    result = await self._inner.exec(
+                        argv,
+                        input=input,
+                        cwd=cwd,
+                        env=variables,
+                        user=user,
+                        timeout=timeout,
+                        timeout_retry=timeout_retry,
+                    )
             except SandboxTimeoutError:
                 raise
             except TimeoutError as exc:
-                raise _timeout(exc, f"exec {command!r}", keep_output=True) from exc
-            except OutputLimitExceededError as exc:
+                output = getattr(exc, "truncated_output", None)
+                raise SandboxTimeoutError(
+                    str(exc) or f"exec {command!r} timed out",
+                    truncated_output=output if isinstance(output, str) else call.output_so_far(),
+                ) from exc
+            except OutputLimitExceededError as exc:  # a provider that enforces it itself
                 _record(
                     **event,
                     output=display_content(exc.truncated_output),
@@ -220,6 +264,13 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
                     completed=_now(),
                 )
                 raise
+            finally:
+                current_exec_call.reset(token)
+            if call.scope.cancelled_caught:
+                raise SandboxTimeoutError(
+                    f"Command {command!r} timed out after {timeout:g} seconds",
+                    truncated_output=call.output_so_far(),
+                )
             output = f"{result.stderr}\n\n{result.stdout}" if result.stderr else result.stdout
             _record(
                 **event,
@@ -228,38 +279,41 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
                 timestamp=start,
                 completed=_now(),
             )
-            limit = max_exec_output_size()
-            if (
-                len(result.stdout.encode("utf-8")) > limit
-                or len(result.stderr.encode("utf-8")) > limit
-            ):
-                raise OutputLimitExceededError(
-                    human_size(limit),
-                    truncated_output=_tail(result.stdout, limit) + _tail(result.stderr, limit),
+            out_over = call.stdout.total > limit or _over(result.stdout, limit)
+            err_over = call.stderr.total > limit or _over(result.stderr, limit)
+            if out_over or err_over:
+                kept = (_tail(result.stdout, limit) if out_over else "") + (
+                    _tail(result.stderr, limit) if err_over else ""
                 )
+                raise OutputLimitExceededError(human_size(limit), truncated_output=kept)
         return result
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
         """Write *file* in the wrapped environment; see :meth:`SandboxEnvironment.write_file`.
 
         Raises:
+            TypeError: *file* is not a ``str``, or *contents* neither ``str`` nor bytes.
+            ValueError: *file* is empty.
             SandboxTimeoutError: The provider timed out.
             Exception: Whatever else the provider raises, unchanged.
 
         **Cancellation:** propagates unchanged; no event is recorded.
         """
+        check_str("file", file, empty=False)
+        data = check_bytes("contents", contents)
+        assert data is not None
         with trace_action(_logger, "Sandbox", "%s %s", "write_file", _trace_detail(file)):
             start = _now()
             try:
-                await self._inner.write_file(file, contents)
+                await self._inner.write_file(file, contents if isinstance(contents, str) else data)
             except SandboxTimeoutError:
                 raise
             except TimeoutError as exc:
-                raise _timeout(exc, f"write_file {file!r}", keep_output=False) from exc
+                raise SandboxTimeoutError(str(exc) or f"write_file {file!r} timed out") from exc
             _record(
                 action="write_file",
                 file=file,
-                input=display_content(contents),
+                input=display_content(contents if isinstance(contents, str) else data),
                 timestamp=start,
                 completed=_now(),
             )
@@ -272,11 +326,17 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         """Read *file* in the wrapped environment; see :meth:`SandboxEnvironment.read_file`.
 
         Raises:
+            TypeError: *file* is not a ``str``, or *text* not a ``bool``.
+            ValueError: *file* is empty.
+            OutputLimitExceededError: The file is over ``max_read_file_size()``.
             SandboxTimeoutError: The provider timed out.
             Exception: Whatever else the provider raises, unchanged.
 
         **Cancellation:** propagates unchanged; no event is recorded.
         """
+        check_str("file", file, empty=False)
+        check_bool("text", text)
+        limit = max_read_file_size()
         with trace_action(_logger, "Sandbox", "%s %s", "read_file", _trace_detail(file)):
             start = _now()
             try:
@@ -284,7 +344,10 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
             except SandboxTimeoutError:
                 raise
             except TimeoutError as exc:
-                raise _timeout(exc, f"read_file {file!r}", keep_output=False) from exc
+                raise SandboxTimeoutError(str(exc) or f"read_file {file!r} timed out") from exc
+            size = len(contents) if isinstance(contents, bytes) else len(contents.encode("utf-8"))
+            if size > limit:
+                raise OutputLimitExceededError(human_size(limit), None)
             _record(
                 action="read_file",
                 file=file,

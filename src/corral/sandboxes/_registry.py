@@ -19,14 +19,17 @@ sandbox type and its value the class (``mysandbox = "my_pkg.sandbox:MySandbox"``
 Entry points are read once, the first time a lookup misses; a name
 registered in code wins over an entry point of the same name.
 
-Overriding a name needs ``clobber=True``. :func:`registered_sandboxes`
-returns a read-only view of the table.
+Registering a name again replaces the entry quietly when it is the same
+provider (the same class, or a class defined again at the same
+``module:qualname``); giving a taken name to a different provider needs
+``clobber=True``. :func:`registered_sandboxes` returns a read-only view of
+the table.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
@@ -36,6 +39,7 @@ from ._environment import SandboxEnvironment
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -81,14 +85,29 @@ def _path_of(obj: object) -> str | None:
 
 
 def _same(existing: RegistryEntry, new: RegistryEntry) -> bool:
-    """Whether registering *new* over *existing* changes nothing that matters."""
+    """Whether *new* is the same provider as *existing*, so that it may replace it quietly.
+
+    The same object, the same dotted path, or a class (or factory) defined
+    at the same ``module:qualname``: a module decorating its own class with
+    the name it is lazily registered under, or a class defined again (a
+    notebook cell run twice, a test module imported under two backends).
+    """
     if existing is new or existing == new:
         return True
-    # A module decorating its own class with the name it is lazily registered
-    # under (``@sandboxenv("local")`` in ``_local.py``) is not a conflict.
-    if isinstance(existing, str) and not isinstance(new, str):
-        return _normalise(existing) == _path_of(new)
-    return False
+    if isinstance(existing, str) and _loaded(existing) is new:
+        return True
+    old = _normalise(existing) if isinstance(existing, str) else _path_of(existing)
+    current = _normalise(new) if isinstance(new, str) else _path_of(new)
+    return old is not None and old == current
+
+
+def _loaded(path: str) -> object:
+    """What the dotted *path* names, if its module is imported already (nothing is imported)."""
+    module_name, _, attr = _normalise(path).partition(":")
+    obj: object = sys.modules.get(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+    return obj
 
 
 def _normalise(path: str) -> str:
@@ -139,8 +158,9 @@ def sandboxenv(name: str, *, clobber: bool = False) -> Callable[[_T], _T]:
     Raises:
         TypeError: *name* is not a ``str``; the decorated object is a class
             that is not a ``SandboxEnvironment`` subclass, or not callable.
-        ValueError: *name* is empty, or already registered to something else
-            and *clobber* is false.
+        ValueError: *name* is empty, or already registered to a different
+            provider and *clobber* is false (the same class defined again,
+            at the same ``module:qualname``, replaces the old one).
     """
     _check_name(name)
 
@@ -210,8 +230,10 @@ def registered_sandboxes() -> Mapping[str, RegistryEntry]:
     return MappingProxyType(_table)
 
 
-def _entry_points() -> Iterable[importlib.metadata.EntryPoint]:
+def _entry_points() -> Iterable[EntryPoint]:
     """The installed entry points of :data:`ENTRY_POINT_GROUP` (patched by tests)."""
+    import importlib.metadata
+
     return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.trace import Tracer
 
-    from ._files import _TraceFileHandler
+    from ._handler import TraceFileHandler
 
 __all__ = ["TRACE", "trace_action", "trace_message"]
 
@@ -70,12 +70,12 @@ _state = _PENDING
 _tracer: Tracer | None = None
 _tracer_resolved = False
 #: See :func:`activate`.
-_direct: Callable[[logging.Logger], _TraceFileHandler | None] | None = None
+_direct: Callable[[logging.Logger], TraceFileHandler | None] | None = None
 _report_lock = threading.Lock()
 
 
-def activate(direct: Callable[[logging.Logger], _TraceFileHandler | None]) -> None:
-    """Mark the trace file as installed; called by :mod:`corral.tracing._files`.
+def activate(direct: Callable[[logging.Logger], TraceFileHandler | None]) -> None:
+    """Mark the trace file as installed; called by :mod:`corral.tracing._install`.
 
     *direct* returns the trace file handler when it is the only thing a
     ``TRACE`` record of a logger would reach (no other handler, no filter, the
@@ -101,7 +101,7 @@ def stop() -> None:
 
 
 def reset() -> None:
-    """Back to the state of a fresh import (tests only, through ``_files``)."""
+    """Back to the state of a fresh import (tests only, through ``_install``)."""
     global _state, _tracer, _tracer_resolved, _direct
     _state = _PENDING
     _direct = None
@@ -127,9 +127,9 @@ def _first_use(logger: logging.Logger) -> None:
         _resolve_tracer()
         name = logger.name
         if name == "corral" or name.startswith("corral."):
-            from . import _files
+            from . import _install
 
-            _files.install()
+            _install.install()
     except Exception as exc:
         turn_off(exc, "while installing the trace file")
 
@@ -152,7 +152,7 @@ def turn_off(exc: BaseException, doing: str) -> None:
             f"{type(exc).__name__}: {exc}\n"
         )
         sys.stderr.flush()
-    files = sys.modules.get(f"{__package__}._files")
+    files = sys.modules.get(f"{__package__}._install")
     if files is not None:
         files.uninstall()
 

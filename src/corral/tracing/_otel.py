@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Final
 
-from .._version import __version__
+from .._core._version import __version__
 
 if TYPE_CHECKING:
     from contextvars import Token

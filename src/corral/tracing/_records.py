@@ -1,7 +1,7 @@
 """Reading trace files: record models, :func:`read_trace_file`, :func:`list_trace_files`.
 
 A trace file is JSON Lines, one object per log record, written by the file
-handler in :mod:`corral.tracing._files`: ``trace-<pid>.log`` while the process
+handler in :mod:`corral.tracing._handler`: ``trace-<pid>.log`` while the process
 runs, gzipped to ``trace-<pid>.log.gz`` when it exits. Records that carry an
 ``action`` key come from ``trace_action`` and validate as
 :class:`ActionTraceRecord`; all others validate as :class:`SimpleTraceRecord`.
@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import from_json
 
+from ._storage import is_trace_file_name
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -50,7 +52,7 @@ FINISH_EVENTS = frozenset({"exit", "cancel", "timeout", "error"})
 class _TraceRecordBase(BaseModel):
     """The keys every record has; anything else is kept as an extra."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     timestamp: str
     """When the record was logged: ISO 8601 local time with its UTC offset."""
@@ -156,14 +158,6 @@ class TraceFileInfo:
 
     path: Path
     mtime: float
-
-
-def is_trace_file_name(name: str) -> bool:
-    """Whether *name* is the name the file handler gives trace files.
-
-    That is ``trace-<anything>.log``, or the same gzipped (``.log.gz``).
-    """
-    return name.startswith("trace-") and name.endswith((".log", ".log.gz"))
 
 
 def list_trace_files(directory: Path) -> list[TraceFileInfo]:

@@ -2,58 +2,49 @@
 
 Code written against ``inspect_ai.util`` ports by changing the import to
 ``corral.util``. This module only re-exports; the implementations live in
-:mod:`corral.runtime`, :mod:`corral.sandboxes` and :mod:`corral.tracing`.
+corral's private layers (see :mod:`corral`), and :mod:`corral.sandboxes` and
+:mod:`corral.tracing` hold what only corral has.
 """
 
-from ..runtime import (
+from .._process._concurrency import concurrency, concurrency_status
+from .._process._subprocess import ExecResult, subprocess
+from .._state._events import (
     BaseEvent,
-    DisplayType,
     Event,
-    ExecResult,
     InfoEvent,
     InputEvent,
     JsonChange,
-    ResourceError,
-    SampleLog,
     SandboxEvent,
     SpanBeginEvent,
     SpanEndEvent,
-    Store,
     StoreEvent,
-    StoreModel,
-    Subtask,
     SubtaskEvent,
-    Transcript,
-    concurrency,
-    concurrency_status,
     current_span_id,
-    display_type,
-    input_screen,
-    resource,
-    span,
-    store,
-    store_as,
-    store_from_events,
-    store_from_events_as,
-    subprocess,
-    subtask,
-    throttle,
-    transcript,
 )
-from ..sandboxes import (
-    OutputLimitExceededError,
+from .._state._log import SampleLog
+from .._state._snapshot import store_from_events
+from .._state._span import span
+from .._state._store import Store, store
+from .._state._store_model import StoreModel, store_as, store_from_events_as
+from .._state._subtask import Subtask, subtask
+from .._state._transcript import Transcript, transcript
+from ..sandboxes._environment import (
     SandboxConnection,
     SandboxEnvironment,
     SandboxEnvironmentSpec,
+)
+from ..sandboxes._errors import (
+    OutputLimitExceededError,
     SandboxTimeoutError,
     SandboxUnavailableError,
-    override_sandbox_output_limit,
-    sandbox,
-    sandbox_default,
-    sandbox_with,
-    sandboxenv,
 )
-from ..tracing import TRACE, trace_action, trace_message
+from ..sandboxes._lookup import sandbox, sandbox_default, sandbox_with
+from ..sandboxes._output_limits import override_sandbox_output_limit
+from ..sandboxes._registry import sandboxenv
+from ..tracing._actions import TRACE, trace_action, trace_message
+from ._display import DisplayType, display_type, input_screen
+from ._resource import ResourceError, resource
+from ._throttle import throttle
 
 __all__ = [
     "TRACE",
@@ -105,7 +96,7 @@ __all__ = [
     "transcript",
 ]
 
-from .._util import fixup_module_metadata
+from .._core._public import fixup_module_metadata
 
 fixup_module_metadata(__name__, globals(), facade=True)
 del fixup_module_metadata

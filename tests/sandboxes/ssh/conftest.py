@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import pytest
 
-from corral.sandboxes._ssh._server import OpenSSHServer, SSHServerUnavailable
+from tests.support.sshd import OpenSSHServer, SSHServerUnavailable
 
 
 def ssh_unavailable(reason: str) -> NoReturn:

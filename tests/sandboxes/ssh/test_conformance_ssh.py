@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from corral.sandboxes import SandboxEnvironment
 from corral.sandboxes._proxy import SandboxEnvironmentProxy
 from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
-from corral.sandboxes._ssh._server import OpenSSHServer
 from corral.sandboxes.testing import SandboxConformance
+from corral.util import SandboxEnvironment
+from tests.support.sshd import OpenSSHServer
 
 pytestmark = pytest.mark.anyio
 

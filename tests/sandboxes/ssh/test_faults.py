@@ -14,11 +14,10 @@ import anyio.to_thread
 import pytest
 
 import corral
-from corral.sandboxes import SandboxUnavailableError
+from corral.sandboxes import HostRefusedError
 from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
-from corral.sandboxes._ssh._errors import HostRefusedError
-from corral.sandboxes._ssh._server import OpenSSHServer
-from corral.util import sandbox
+from corral.util import SandboxUnavailableError, sandbox
+from tests.support.sshd import OpenSSHServer
 
 pytestmark = pytest.mark.anyio
 

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import asyncssh
 import pytest
 
-from corral.sandboxes._ssh import _server
-from corral.sandboxes._ssh._server import OpenSSHServer, SSHServerUnavailable
+from tests.support import sshd as _server
+from tests.support.sshd import OpenSSHServer, SSHServerUnavailable
 
 from ...conftest import processes_matching, unique_sleep
 from .conftest import ssh_unavailable

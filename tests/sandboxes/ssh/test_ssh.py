@@ -11,12 +11,11 @@ import anyio
 import pytest
 
 import corral
-from corral.sandboxes import SandboxUnavailableError
 from corral.sandboxes._proxy import SandboxEnvironmentProxy
 from corral.sandboxes._ssh import _pool
 from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
-from corral.sandboxes._ssh._server import OpenSSHServer
-from corral.util import ExecResult, SandboxEvent, sandbox
+from corral.util import ExecResult, SandboxEvent, SandboxUnavailableError, sandbox
+from tests.support.sshd import OpenSSHServer
 
 pytestmark = pytest.mark.anyio
 

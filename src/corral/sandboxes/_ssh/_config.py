@@ -9,16 +9,15 @@ so configurations can be checked without it.
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..._core._config_files import CONFIG_SUFFIXES, load_config_file
 
 __all__ = ["SSHHostConfig", "SSHSandboxConfig"]
 
@@ -62,7 +61,7 @@ class SSHHostConfig(BaseModel):
             connections are opened when more are needed.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     host: str = Field(min_length=1)
     port: int = Field(default=22, ge=1, le=65535)
@@ -106,7 +105,7 @@ class SSHSandboxConfig(BaseModel):
             that misses three in a row is closed.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     hosts: list[SSHHostConfig] = Field(min_length=1)
     client_keys: list[str] | None = None
@@ -216,28 +215,14 @@ class SSHSandboxConfig(BaseModel):
 
     @classmethod
     def _from_file(cls, path: Path) -> Self:
-        suffix = path.suffix.lower()
-        if suffix not in (".toml", ".yaml", ".yml", ".json"):
-            raise ValueError(
-                f"ssh sandbox configuration file {str(path)!r}: expected a .toml, .yaml, .yml "
-                "or .json file, or an ssh:// URL"
-            )
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                2, "ssh sandbox configuration file not found", str(path)
-            ) from None
         source = f" in {path}"
+        what = "ssh sandbox configuration"
         try:
-            if suffix == ".toml":
-                data: object = tomllib.loads(text)
-            elif suffix == ".json":
-                data = json.loads(text)
-            else:
-                data = yaml.safe_load(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot parse the ssh sandbox configuration{source}: {exc}") from None
+            data = load_config_file(path, what=what)
+        except ValueError as exc:
+            if path.suffix.lower() not in CONFIG_SUFFIXES:
+                raise ValueError(f"{exc}, or an ssh:// URL") from None
+            raise
         if not isinstance(data, dict):
             raise ValueError(
                 f"invalid ssh sandbox configuration{source}: expected a table of fields"

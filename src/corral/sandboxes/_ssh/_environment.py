@@ -8,12 +8,12 @@ import secrets
 import shlex
 from typing import Any, Literal, overload
 
-from ...runtime import ExecResult
-from ...runtime._task import current_kill_grace
-from .._arguments import check_cmd, check_file, contents_bytes
+from ..._core._settings import current_kill_grace
+from ..._process._subprocess import ExecResult
+from .._calls import exec_call
 from .._environment import SandboxConnection, SandboxEnvironment
-from .._errors import OutputLimitExceededError, SandboxTimeoutError
-from .._limits import human_size, max_exec_output_size, max_read_file_size
+from .._errors import OutputLimitExceededError
+from .._output_limits import human_size, max_read_file_size
 from ._bridge import run_on_ssh_loop
 from ._config import IGNORE_KNOWN_HOSTS, SSHSandboxConfig
 from ._pool import HostSet, hold, let_go
@@ -35,8 +35,14 @@ async def _place(config: SSHSandboxConfig) -> RemoteSandbox:
     return RemoteSandbox(hosts, pool, workdir, secrets.token_hex(8))
 
 
-async def _hold(config: SSHSandboxConfig) -> HostSet:
-    return hold(config)
+async def _hold_connected(config: SSHSandboxConfig) -> HostSet:
+    hosts = hold(config)
+    try:
+        await hosts.connect_all()
+    except BaseException:
+        await let_go(hosts)
+        raise
+    return hosts
 
 
 class SSHSandboxEnvironment(SandboxEnvironment):
@@ -83,9 +89,11 @@ class SSHSandboxEnvironment(SandboxEnvironment):
 
         Each argument is quoted for the remote shell, so nothing in it is
         interpreted. Variables in *env* are exported by the remote shell
-        (the server's ``AcceptEnv`` is not needed). Stdout and stderr are
-        decoded as UTF-8 with undecodable bytes replaced. *timeout_retry*
-        is ignored.
+        (the server's ``AcceptEnv`` is not needed). Stdout and stderr go to
+        the proxy's buffers (see :mod:`~corral.sandboxes._calls`) and are
+        returned decoded as UTF-8 with undecodable bytes replaced; *timeout*
+        and the output limit are the proxy's to enforce. *timeout_retry* is
+        ignored.
 
         Args:
             cmd: The program and its arguments.
@@ -94,7 +102,7 @@ class SSHSandboxEnvironment(SandboxEnvironment):
             env: Variables to set for the command (names must be shell names).
             user: Run as this user through ``sudo -n -u USER``; the login
                 user (or ``None``) runs the command directly.
-            timeout: Seconds the command may run.
+            timeout: Enforced by the proxy, as a cancellation.
             timeout_retry: Ignored.
 
         Returns:
@@ -102,37 +110,24 @@ class SSHSandboxEnvironment(SandboxEnvironment):
             the decoded output.
 
         Raises:
-            TypeError: *cmd* is not a list of ``str``, or *env* is not str -> str.
-            ValueError: *cmd* is empty, *timeout* is negative, or an *env* key
-                is not a shell variable name.
+            ValueError: An *env* key is not a shell variable name, or a value holds NUL.
             FileNotFoundError: The program or *cwd* does not exist on the host.
             NotADirectoryError: *cwd* is not a directory.
             PermissionError: The program is not executable, *cwd* cannot be
                 entered, or *user* cannot be used (``sudo -n`` refused or
                 missing); the message names it.
-            SandboxTimeoutError: The command ran longer than *timeout*; its
-                process group on the host has been killed.
-            OutputLimitExceededError: stdout or stderr was over the exec
-                output limit; ``truncated_output`` holds the last ``limit``
-                bytes of stdout, decoded.
             SandboxUnavailableError: The connection to the host broke (the
                 message names the host), or the sandbox has been cleaned up.
 
         **Cancellation:** the command's process group on the host is
         terminated (SIGTERM, then SIGKILL after the kill grace) and its
-        channel closed before the cancellation propagates.
+        channel closed before the cancellation propagates (the proxy's
+        timeout arrives as a cancellation).
         """
-        argv = check_cmd(cmd)
+        argv = list(cmd)
         if env:
             check_env(env)
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be >= 0, got {timeout!r}")
-        if isinstance(input, str):
-            data: bytes | None = input.encode("utf-8")
-        elif input is None or isinstance(input, bytes):
-            data = input
-        else:
-            raise TypeError(f"input must be str, bytes or None, got {type(input).__name__}")
+        data = input.encode("utf-8") if isinstance(input, str) else input
         remote = self._remote
         remote._check_open()
         workdir = remote.workdir if cwd is None else remote.resolve(cwd)
@@ -141,26 +136,19 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         script = exec_script(
             argv, cwd=workdir, env=env or {}, tag=remote.tag, user=user, stdin=data is not None
         )
-        limit = max_exec_output_size()
+        call = exec_call()
         action = f"exec {shlex.join(argv)[:200]!r}"
-        try:
-            outcome = await run_on_ssh_loop(
-                remote.exec, script, data, limit, timeout, current_kill_grace(), action
-            )
-        except TimeoutError as exc:
-            raise SandboxTimeoutError(f"Command timed out after {timeout} seconds") from exc
+        # The buffers cross to the SSH loop; they are read here only once it is done.
+        outcome = await run_on_ssh_loop(
+            remote.exec, script, data, call.stdout, call.stderr, current_kill_grace(), action
+        )
         if outcome.status != "ok":
             raise self._not_started(outcome.status, argv[0], cwd or workdir, user)
-        if outcome.stdout_over or outcome.stderr_over:
-            raise OutputLimitExceededError(
-                human_size(limit),
-                truncated_output=outcome.stdout.decode("utf-8", errors="replace"),
-            )
         return ExecResult(
             outcome.returncode == 0,
             outcome.returncode,
-            outcome.stdout.decode("utf-8", errors="replace"),
-            outcome.stderr.decode("utf-8", errors="replace"),
+            call.stdout.value().decode("utf-8", errors="replace"),
+            call.stderr.value().decode("utf-8", errors="replace"),
         )
 
     def _not_started(self, status: str, program: str, cwd: str, user: str | None) -> OSError:
@@ -186,8 +174,6 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         A ``str`` is written as UTF-8, bytes as they are; an existing file is replaced.
 
         Raises:
-            TypeError: *file* is not a ``str`` or *contents* is neither ``str`` nor bytes.
-            ValueError: *file* is empty.
             IsADirectoryError: *file* is a directory (the error names it).
             PermissionError: *file* or a parent cannot be written (the error names it).
             SandboxUnavailableError: The connection broke, or the sandbox has been cleaned up.
@@ -195,8 +181,7 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         **Cancellation:** the SFTP requests in flight are abandoned; the file
         may be left partly written.
         """
-        check_file(file)
-        data = contents_bytes(contents)
+        data = contents.encode("utf-8") if isinstance(contents, str) else bytes(contents)
         remote = self._remote
         remote._check_open()
         await run_on_ssh_loop(remote.write, remote.resolve(file), data, file)
@@ -211,8 +196,6 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         The file's size is checked first; a file over the limit is not read.
 
         Raises:
-            TypeError: *file* is not a ``str``.
-            ValueError: *file* is empty.
             FileNotFoundError: *file* does not exist (the error names it).
             IsADirectoryError: *file* is a directory (the error names it).
             PermissionError: *file* cannot be read (the error names it).
@@ -222,7 +205,6 @@ class SSHSandboxEnvironment(SandboxEnvironment):
 
         **Cancellation:** the SFTP requests in flight are abandoned.
         """
-        check_file(file)
         remote = self._remote
         remote._check_open()
         limit = max_read_file_size()
@@ -268,14 +250,21 @@ class SSHSandboxEnvironment(SandboxEnvironment):
 
     @classmethod
     async def task_init(cls, task_name: str, config: Any) -> None:
-        """Check the configuration and keep the hosts' connections open for the task.
+        """Check the configuration, connect to every host at once, and keep the connections.
+
+        Each host gets ``connect_timeout`` to answer, all of them at the same
+        time, so a configuration error is reported here, once, before any
+        sample starts. Hosts that cannot be reached are logged and passed
+        over while at least one is up.
 
         Raises:
             ValueError: The configuration is invalid (the message names the field).
             FileNotFoundError: A configuration file does not exist.
+            HostRefusedError: A host's key is not trusted, or it refused our keys.
+            SandboxUnavailableError: No host could be reached (each one's reason given).
         """
         loaded = SSHSandboxConfig.load(config)
-        hosts = await run_on_ssh_loop(_hold, loaded)
+        hosts = await run_on_ssh_loop(_hold_connected, loaded)
         cls._task_holds.setdefault((task_name, hosts.key), []).append(hosts)
 
     @classmethod

@@ -1,39 +1,50 @@
 """The one place where asyncssh's exceptions become the sandbox contract's.
 
-Connecting can fail for reasons worth telling apart: the host is down or
-unreachable (another host may take the sample), its key is not trusted, or
-it refused our keys (both are configuration errors, never retried on another
-host). Once connected, a lost connection is a
-:class:`~corral.sandboxes.SandboxUnavailableError` naming the host, and SFTP
-status codes become the builtin ``OSError`` subclasses the contract promises,
-naming the path.
+Two context managers do every conversion, as httpx maps httpcore's
+exceptions in one place:
+
+* :func:`connecting` around opening a connection: the host is down or
+  unreachable (another host may take the sample), or it refused us (its key
+  is not trusted, or it refused our keys: :class:`HostRefusedError`, a
+  configuration error never retried elsewhere);
+* :func:`talking` around everything done on an open connection: a lost
+  connection becomes :class:`~corral.util.SandboxUnavailableError` naming
+  the host and what was being done, and an SFTP status becomes the builtin
+  ``OSError`` subclass the contract promises (``FileNotFoundError``,
+  ``PermissionError``, ...), naming the path.
+
+Errors of our own raised inside the blocks pass through untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
+from typing import TYPE_CHECKING
 
 import asyncssh
 
-from .._errors import SandboxUnavailableError
+from .._errors import HostRefusedError, SandboxUnavailableError
 
-__all__ = [
-    "HostRefusedError",
-    "connect_error",
-    "is_connection_error",
-    "lost_connection",
-    "sftp_error",
-]
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
+__all__ = ["connecting", "is_connection_error", "lost_connection", "talking"]
 
-class HostRefusedError(SandboxUnavailableError):
-    """The host was reached but will not have us: its key is not trusted, or it refused ours.
-
-    Raised as it is, never retried on another host: it is a configuration
-    error, and trying other hosts with the same keys would only hide it.
-    """
+_SFTP_ERRNO: dict[type[asyncssh.SFTPError], int] = {
+    asyncssh.SFTPNoSuchFile: errno.ENOENT,
+    asyncssh.SFTPNoSuchPath: errno.ENOENT,
+    asyncssh.SFTPPermissionDenied: errno.EACCES,
+    asyncssh.SFTPWriteProtect: errno.EROFS,
+    asyncssh.SFTPFileIsADirectory: errno.EISDIR,
+    asyncssh.SFTPNotADirectory: errno.ENOTDIR,
+    asyncssh.SFTPNoSpaceOnFilesystem: errno.ENOSPC,
+    asyncssh.SFTPQuotaExceeded: errno.EDQUOT,
+    asyncssh.SFTPFileAlreadyExists: errno.EEXIST,
+    asyncssh.SFTPInvalidFilename: errno.EINVAL,
+}
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -51,15 +62,9 @@ def is_connection_error(exc: BaseException) -> bool:
     )
 
 
-def connect_error(
-    exc: BaseException,
-    host: str,
-    *,
-    username: str | None,
-    known_hosts: str | None,
-    timeout: float,
+def _connect_error(
+    exc: BaseException, host: str, username: str | None, known_hosts: str | None, timeout: float
 ) -> SandboxUnavailableError:
-    """What to raise when connecting to *host* (``user@host:port``) failed with *exc*."""
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         where = (
             f"the known_hosts file {known_hosts}"
@@ -91,27 +96,53 @@ def connect_error(
     return SandboxUnavailableError(f"cannot connect to {host}: {exc!r}")
 
 
+@contextlib.contextmanager
+def connecting(
+    host: str, *, username: str | None, known_hosts: str | None, timeout: float
+) -> Iterator[None]:
+    """Map a failure to connect to *host* (``user@host:port``) in the block.
+
+    Raises:
+        HostRefusedError: The host key is not trusted, or our keys were refused.
+        SandboxUnavailableError: The host cannot be reached (the message says why).
+    """
+    try:
+        yield
+    except (OSError, asyncssh.Error) as exc:
+        raise _connect_error(exc, host, username, known_hosts, timeout) from exc
+
+
 def lost_connection(host: str, action: str, exc: BaseException | None) -> SandboxUnavailableError:
     """The connection to *host* broke during *action* (``"exec 'ls'"``, ``"read_file 'x'"``)."""
     reason = getattr(exc, "reason", None) or (str(exc) if exc else "") or "connection closed"
     return SandboxUnavailableError(f"lost the connection to {host} during {action}: {reason}")
 
 
-def sftp_error(exc: asyncssh.SFTPError, path: str, host: str, action: str) -> Exception:
-    """The builtin ``OSError`` (naming *path*) for an SFTP status, or a lost connection."""
+def _sftp_error(exc: asyncssh.SFTPError, path: str, host: str, action: str) -> Exception:
     if isinstance(exc, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
         return lost_connection(host, f"{action} {path!r}", exc)
-    code = {
-        asyncssh.SFTPNoSuchFile: errno.ENOENT,
-        asyncssh.SFTPNoSuchPath: errno.ENOENT,
-        asyncssh.SFTPPermissionDenied: errno.EACCES,
-        asyncssh.SFTPWriteProtect: errno.EROFS,
-        asyncssh.SFTPFileIsADirectory: errno.EISDIR,
-        asyncssh.SFTPNotADirectory: errno.ENOTDIR,
-        asyncssh.SFTPNoSpaceOnFilesystem: errno.ENOSPC,
-        asyncssh.SFTPQuotaExceeded: errno.EDQUOT,
-        asyncssh.SFTPFileAlreadyExists: errno.EEXIST,
-        asyncssh.SFTPInvalidFilename: errno.EINVAL,
-    }.get(type(exc), errno.EIO)
+    code = _SFTP_ERRNO.get(type(exc), errno.EIO)
     # OSError(errno, ...) picks the subclass: FileNotFoundError, PermissionError, ...
     return OSError(code, f"{os.strerror(code)} on {host} ({exc.reason})", path)
+
+
+@contextlib.contextmanager
+def talking(host: str, action: str, *, path: str | None = None) -> Iterator[None]:
+    """Map what goes wrong on an open connection to *host* during *action*.
+
+    With *path* (the caller's path, for messages), SFTP statuses become the
+    builtin ``OSError`` subclasses naming it.
+
+    Raises:
+        SandboxUnavailableError: The connection broke (naming the host and *action*).
+        OSError: An SFTP status, as ``FileNotFoundError``, ``PermissionError``, ...
+    """
+    try:
+        yield
+    except asyncssh.SFTPError as exc:
+        if path is None:
+            raise lost_connection(host, action, exc) from exc
+        raise _sftp_error(exc, path, host, action) from exc
+    except (OSError, asyncssh.Error) as exc:
+        what = action if path is None else f"{action} {path!r}"
+        raise lost_connection(host, what, exc) from exc

@@ -33,9 +33,10 @@ import anyio
 import anyio.lowlevel
 import asyncssh
 
-from .._errors import SandboxUnavailableError
+from .._errors import HostRefusedError, SandboxUnavailableError
 from ._config import IGNORE_KNOWN_HOSTS, SSHHostConfig, SSHSandboxConfig
-from ._errors import HostRefusedError, connect_error, lost_connection
+from ._errors import connecting, lost_connection, talking
+from ._script import mkdtemp_script
 
 __all__ = ["HostPool", "HostSet", "Link", "hold", "host_set", "let_go"]
 
@@ -153,29 +154,29 @@ class HostPool:
         if config.known_hosts == IGNORE_KNOWN_HOSTS:
             known_hosts = None
         try:
-            return await asyncssh.connect(
-                self.host.host,
-                self.host.port,
-                username=self.host.username if self.host.username is not None else (),
-                client_keys=config.client_keys if config.client_keys is not None else (),
-                known_hosts=known_hosts,
-                config=[config.config] if config.config is not None else (),
-                connect_timeout=config.connect_timeout,
-                keepalive_interval=config.keepalive_interval,
-                keepalive_count_max=KEEPALIVE_COUNT_MAX,
-                encryption_algs=list(ENCRYPTION_ALGS),
-            )
-        except (OSError, asyncssh.Error) as exc:
-            error = connect_error(
-                exc,
+            with connecting(
                 self.label,
                 username=self.host.username,
                 known_hosts=config.known_hosts,
                 timeout=config.connect_timeout,
-            )
-            if not isinstance(error, HostRefusedError):
-                self.down_until = time.monotonic() + DOWN_FOR
-            raise error from exc
+            ):
+                return await asyncssh.connect(
+                    self.host.host,
+                    self.host.port,
+                    username=self.host.username if self.host.username is not None else (),
+                    client_keys=config.client_keys if config.client_keys is not None else (),
+                    known_hosts=known_hosts,
+                    config=[config.config] if config.config is not None else (),
+                    connect_timeout=config.connect_timeout,
+                    keepalive_interval=config.keepalive_interval,
+                    keepalive_count_max=KEEPALIVE_COUNT_MAX,
+                    encryption_algs=list(ENCRYPTION_ALGS),
+                )
+        except HostRefusedError:
+            raise
+        except SandboxUnavailableError:
+            self.down_until = time.monotonic() + DOWN_FOR
+            raise
 
     def _free_link(self) -> Link | None:
         best: Link | None = None
@@ -264,10 +265,11 @@ class HostPool:
                 self._sftp = None
             link = await self.acquire()
             try:
-                client = await link.conn.start_sftp_client()
-            except (OSError, asyncssh.Error) as exc:
+                with talking(self.label, "starting SFTP"):
+                    client = await link.conn.start_sftp_client()
+            except BaseException:
                 self.release(link)
-                raise lost_connection(self.label, "starting SFTP", exc) from exc
+                raise
             self._sftp = (link, client)
             return client
 
@@ -291,25 +293,21 @@ class HostPool:
                 # Shielded: a channel cancelled half-open could start the command
                 # unseen. The caller's next checkpoint delivers the cancellation,
                 # with the channel in hand to clean up.
-                with anyio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True), talking(self.label, what):
                     chan, _ = await link.conn.create_session(
                         functools.partial(_same, session), command, encoding=None
                     )
-            except asyncssh.ChannelOpenError as exc:
+            except SandboxUnavailableError as exc:
                 self.release(link)
                 if link.closed and not retried:
+                    # Nothing ran on a connection found closed: try once on a new one.
                     retried = True
                     continue
-                if not link.closed and link.sessions > 0:
+                refused = isinstance(exc.__cause__, asyncssh.ChannelOpenError)
+                if refused and not link.closed and link.sessions > 0:
                     self.refused(link)
                     continue
-                raise lost_connection(self.label, what, exc) from exc
-            except (OSError, asyncssh.Error) as exc:
-                self.release(link)
-                if link.closed and not retried:
-                    retried = True
-                    continue
-                raise lost_connection(self.label, what, exc) from exc
+                raise
             except BaseException:
                 self.release(link)
                 raise
@@ -429,8 +427,6 @@ class HostSet:
         bounded), so that a cancellation cannot leave a directory nobody
         knows of: a directory made before a pending cancellation is removed.
         """
-        from ._script import mkdtemp_script
-
         await pool.ensure_connected()
         what = "creating the working directory"
         with anyio.CancelScope(shield=True):
@@ -445,6 +441,40 @@ class HostSet:
                 await pool.run(f"rm -rf -- {shlex.quote(output.strip())}", "removing it again")
             raise
         return output
+
+    async def connect_all(self) -> None:
+        """Connect to every host at once (each within ``connect_timeout``), for ``task_init``.
+
+        A configuration error surfaces here, once, rather than in every
+        sample. Hosts that cannot be reached are logged and passed over by
+        new samples for :data:`DOWN_FOR` seconds, as long as one host is up.
+
+        Raises:
+            HostRefusedError: A host's key is not trusted, or it refused our keys.
+            SandboxUnavailableError: No host could be reached; the message
+                has each host's reason.
+        """
+        failures: dict[HostPool, SandboxUnavailableError] = {}
+
+        async def connect(pool: HostPool) -> None:
+            try:
+                await pool.ensure_connected()
+            except SandboxUnavailableError as exc:
+                failures[pool] = exc
+
+        async with anyio.create_task_group() as tg:
+            for pool in self.pools:
+                tg.start_soon(connect, pool)
+        for pool in self.pools:  # the first refusal, in the configuration's order
+            refusal = failures.get(pool)
+            if isinstance(refusal, HostRefusedError):
+                raise refusal
+        if failures and len(failures) == len(self.pools):
+            raise SandboxUnavailableError(
+                "no ssh host could be reached: " + "; ".join(str(e) for e in failures.values())
+            )
+        for pool, exc in failures.items():
+            logger.warning("ssh host %s is down for now: %s", pool.label, exc)
 
     def release(self, pool: HostPool) -> None:
         """A sandbox placed on *pool* is gone."""

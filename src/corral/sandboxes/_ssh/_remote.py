@@ -16,17 +16,19 @@ import os
 import posixpath
 import shlex
 import stat
-from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import asyncssh
 
-from ...runtime._tail import TailBuffer
 from .._errors import SandboxUnavailableError
-from ._errors import is_connection_error, lost_connection, sftp_error
+from ._errors import is_connection_error, lost_connection, talking
 from ._pool import HostPool, HostSet, Link, let_go
 from ._script import HEADER, cleanup_script, kill_script
+
+if TYPE_CHECKING:
+    from ..._core._tail import TailBuffer
 
 __all__ = ["ExecOutcome", "RemoteSandbox"]
 
@@ -45,25 +47,21 @@ MAX_INLINE_SCRIPT = 64 * 1024
 
 @dataclass(slots=True)
 class ExecOutcome:
-    """What an exec script did: its header and the command's output."""
+    """What an exec script did: its header's status, and the command's exit status."""
 
     status: str
     returncode: int
-    stdout: bytes
-    stderr: bytes
-    stdout_over: bool
-    stderr_over: bool
 
 
 class _ExecSession(asyncssh.SSHClientSession[bytes]):
-    """Collects an exec script's header and output as the channel delivers them."""
+    """Collects an exec script's header, and its output into the caller's buffers."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, stdout: TailBuffer, stderr: TailBuffer) -> None:
         self._pending = bytearray()
         self.header: list[str] | None = None
         self.bad_header: bytes | None = None
-        self.stdout = TailBuffer(limit)
-        self.stderr = TailBuffer(limit)
+        self.stdout = stdout
+        self.stderr = stderr
         # An Event, not a future: cancelling a waiter must not mark the channel closed.
         self.closed = asyncio.Event()
         self.header_seen = asyncio.Event()
@@ -139,38 +137,36 @@ class RemoteSandbox:
         self,
         script: str,
         input: bytes | None,
-        limit: int,
-        timeout: float | None,
+        stdout: TailBuffer,
+        stderr: TailBuffer,
         grace: float,
         action: str,
     ) -> ExecOutcome:
-        """Run an exec *script* (see :mod:`._script`) and collect its output.
+        """Run an exec *script* (see :mod:`._script`), its output going to *stdout*/*stderr*.
 
         Raises:
-            TimeoutError: *timeout* passed; the command's group has been killed.
             SandboxUnavailableError: The connection broke, or the host did
                 not run the script.
 
         **Cancellation:** the command's process group is killed (TERM,
         *grace*, KILL) and its channel closed before the cancellation
-        propagates.
+        propagates; what it printed stays in the buffers.
         """
         self._check_open()
         command = script
         if len(script.encode("utf-8")) > MAX_INLINE_SCRIPT:
             command = await self._script_file(script)
-        session = _ExecSession(limit)
+        session = _ExecSession(stdout, stderr)
         link, chan = await self.pool.open_session(session, command, action)
         try:
-            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                if input is not None:  # otherwise the script gave it /dev/null
-                    try:
-                        if input:
-                            chan.write(input)
-                        chan.write_eof()
-                    except (BrokenPipeError, ConnectionError):
-                        pass  # the channel closed already: the command did not read it all
-                await session.closed.wait()
+            if input is not None:  # otherwise the script gave it /dev/null
+                try:
+                    if input:
+                        chan.write(input)
+                    chan.write_eof()
+                except (BrokenPipeError, ConnectionError):
+                    pass  # the channel closed already: the command did not read it all
+            await session.closed.wait()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._stop(link, chan, session, grace)
@@ -182,19 +178,14 @@ class RemoteSandbox:
         if session.header is None:
             if link.closed:
                 raise lost_connection(self.label, action, session.lost)
-            shown = (session.bad_header or session.stderr.value())[:500]
+            shown = (session.bad_header or stderr.value())[:500]
             raise SandboxUnavailableError(
                 f"{self.label} did not run the command as expected (is the login shell "
                 f"POSIX-compatible?): {shown.decode('utf-8', 'replace').strip()!r}"
             )
         returncode = chan.get_returncode()
         return ExecOutcome(
-            status=session.header[2],
-            returncode=-1 if returncode is None else returncode,
-            stdout=session.stdout.value(),
-            stderr=session.stderr.value(),
-            stdout_over=session.stdout.total > limit,
-            stderr_over=session.stderr.total > limit,
+            status=session.header[2], returncode=-1 if returncode is None else returncode
         )
 
     async def _stop(
@@ -239,23 +230,15 @@ class RemoteSandbox:
         """
         self._check_open()
         sftp = await self.pool.sftp()
-        try:
+        with talking(self.label, "read_file", path=shown):
             attrs = await sftp.stat(path)
-        except asyncssh.SFTPError as exc:
-            raise sftp_error(exc, shown, self.label, "read_file") from exc
-        except (OSError, asyncssh.Error) as exc:
-            raise lost_connection(self.label, f"read_file {shown!r}", exc) from exc
         if attrs.permissions is not None and stat.S_ISDIR(attrs.permissions):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
         if attrs.size is not None and attrs.size > limit:
             return None
-        try:
+        with talking(self.label, "read_file", path=shown):
             async with sftp.open(path, "rb") as f:
                 data: bytes = await f.read(limit + 1)
-        except asyncssh.SFTPError as exc:
-            raise sftp_error(exc, shown, self.label, "read_file") from exc
-        except (OSError, asyncssh.Error) as exc:
-            raise lost_connection(self.label, f"read_file {shown!r}", exc) from exc
         return None if len(data) > limit else data
 
     async def write(self, path: str, data: bytes, shown: str | None = None) -> None:
@@ -269,28 +252,36 @@ class RemoteSandbox:
         self._check_open()
         shown = path if shown is None else shown
         sftp = await self.pool.sftp()
-        try:
+        with talking(self.label, "write_file", path=shown):
             try:
-                async with sftp.open(path, "wb") as f:
-                    await f.write(data)
-            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
-                parent = posixpath.dirname(path)
-                if not parent or parent == path:
+                await self._write(sftp, path, data)
+            except (asyncssh.SFTPFailure, asyncssh.SFTPPermissionDenied):
+                # SFTP has no status for "is a directory": look before saying so.
+                if not await self._is_dir(sftp, path):
                     raise
-                await sftp.makedirs(parent, exist_ok=True)
-                async with sftp.open(path, "wb") as f:
-                    await f.write(data)
-        except asyncssh.SFTPError as exc:
-            if isinstance(exc, asyncssh.SFTPFailure | asyncssh.SFTPPermissionDenied):
-                try:
-                    is_dir = await sftp.isdir(path)
-                except (OSError, asyncssh.Error):
-                    is_dir = False
-                if is_dir:
-                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown) from exc
-            raise sftp_error(exc, shown, self.label, "write_file") from exc
-        except (OSError, asyncssh.Error) as exc:
-            raise lost_connection(self.label, f"write_file {shown!r}", exc) from exc
+            else:
+                return
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
+
+    @staticmethod
+    async def _is_dir(sftp: asyncssh.SFTPClient, path: str) -> bool:
+        try:
+            return bool(await sftp.isdir(path))
+        except (OSError, asyncssh.Error):
+            return False
+
+    @staticmethod
+    async def _write(sftp: asyncssh.SFTPClient, path: str, data: bytes) -> None:
+        try:
+            async with sftp.open(path, "wb") as f:
+                await f.write(data)
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
+            parent = posixpath.dirname(path)
+            if not parent or parent == path:
+                raise
+            await sftp.makedirs(parent, exist_ok=True)
+            async with sftp.open(path, "wb") as f:
+                await f.write(data)
 
     # -- cleanup --------------------------------------------------------------------
 

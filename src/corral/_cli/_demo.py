@@ -1,0 +1,416 @@
+"""``corral demo``: the main job, a task of sandboxed samples with a live display.
+
+One ``corral.task("demo", sandbox=SPEC, max_sandboxes=...)`` runs N samples
+side by side. Each sample keeps its progress in a :class:`StoreModel`, writes
+files into its ``sandbox()`` and reads them back, runs a few commands there
+and checks what they print, and calls a ``@subtask`` grader that runs a
+command of its own. One sample runs a command that times out on purpose
+(``SandboxTimeoutError``), one is cancelled by its ``time_limit``
+(``TimeoutError``). A rich live display shows samples done and the limits in
+use; each sample's log is written as JSON; a summary table ends the run, with
+exec latencies, the processes left behind (there must be none) and the trace
+file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+from pydantic import Field
+from rich.console import Console
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+import corral
+from corral._core._procfs import live_descendants
+from corral.tracing import trace_file
+from corral.util import (
+    ExecResult,
+    SandboxEnvironmentSpec,
+    SandboxTimeoutError,
+    StoreModel,
+    concurrency_status,
+    sandbox,
+    store_as,
+    subtask,
+    transcript,
+)
+from corral.util._display import registered_live
+
+if TYPE_CHECKING:
+    from corral import Sample
+
+__all__ = ["DemoConfig", "DemoProgress", "parse_sandbox_spec", "run_demo"]
+
+#: Seconds the deliberately slow command may run before its exec times out.
+EXEC_TIMEOUT = 0.3
+#: The time limit of the sample that is cancelled on purpose.
+SHORT_TIME_LIMIT = 0.5
+#: The time limit of every other sample (generous: it is never meant to fire).
+TIME_LIMIT = 60.0
+
+OK, TIMED_OUT, TIME_LIMIT_HIT, FAILED = "ok", "timed out", "time limit", "failed"
+
+
+class DemoProgress(StoreModel):
+    """What a sample has done so far, kept in its store (and so in its log)."""
+
+    stage: str = "started"
+    files_written: int = 0
+    execs: int = 0
+    checks: list[str] = Field(default_factory=list)
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The options of ``corral demo``.
+
+    Attributes:
+        backend: ``"trio"`` or ``"asyncio"``.
+        samples: How many samples to run.
+        sandbox: The task's sandbox spec.
+        max_sandboxes: How many samples may hold a sandbox at once.
+        logs: The directory under which ``demo-<time>/`` is created.
+    """
+
+    backend: str = "trio"
+    samples: int = 40
+    sandbox: SandboxEnvironmentSpec = field(default_factory=lambda: SandboxEnvironmentSpec("local"))
+    max_sandboxes: int = 8
+    logs: Path = Path("logs")
+
+    def timeout_sample(self) -> int:
+        """The id of the sample whose command times out on purpose.
+
+        It is one of the first samples, so it gets a sandbox at once.
+        """
+        return min(3, self.samples)
+
+    def limited_sample(self) -> int | None:
+        """The id of the sample cancelled by its time limit (none with one sample).
+
+        It is one of the first samples, so that it gets a sandbox at once and
+        the limit fires while its command runs, not while it waits for a slot.
+        """
+        if self.samples < 2:
+            return None
+        chosen = min(5, self.samples)
+        return chosen if chosen != self.timeout_sample() else 1
+
+    def expected(self, id: int) -> str:
+        """The outcome sample *id* is designed to have."""
+        if id == self.timeout_sample():
+            return TIMED_OUT
+        if id == self.limited_sample():
+            return TIME_LIMIT_HIT
+        return OK
+
+
+@dataclass
+class _Report:
+    """What the run measured, filled in by the samples and the display."""
+
+    config: DemoConfig
+    log_dir: Path
+    outcomes: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    execs: int = 0
+    entered: int = 0
+    logs_written: int = 0
+    peak_sandboxes: int = 0
+    peak_subprocesses: int = 0
+    limits: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def parse_sandbox_spec(text: str) -> SandboxEnvironmentSpec:
+    """Parse ``TYPE`` or ``TYPE:CONFIG`` and check that the type is registered.
+
+    Raises:
+        ValueError: The type is empty or not a registered sandbox type (the
+            message names it and lists the known ones).
+    """
+    from corral.sandboxes._registry import sandbox_class
+
+    kind, _, config = text.partition(":")
+    if not kind:
+        raise ValueError(f"sandbox spec {text!r} has no type (expected TYPE or TYPE:CONFIG)")
+    sandbox_class(kind)
+    return SandboxEnvironmentSpec(kind, config or None)
+
+
+async def _exec(report: _Report, cmd: list[str], timeout: float | None = None) -> ExecResult[str]:
+    """Run *cmd* in the sample's sandbox, counting it and timing it."""
+    report.execs += 1
+    store_as(DemoProgress).execs += 1
+    started = time.perf_counter()
+    result = await sandbox().exec(cmd, timeout=timeout)
+    report.latencies.append(time.perf_counter() - started)
+    return result
+
+
+def _check(what: str, ok: bool, detail: object = "") -> None:
+    """Record a passed check in the store, or raise naming the failed one."""
+    if not ok:
+        raise AssertionError(f"check {what!r} failed: {detail}")
+    store_as(DemoProgress).checks.append(what)
+
+
+@subtask
+async def grade(expected: int, report: _Report) -> dict[str, Any]:
+    """Grade the sample's answer file by reading it with a command in the sandbox."""
+    result = await _exec(report, ["cat", "answer.txt"])
+    answer = result.stdout.strip()
+    return {"answer": answer, "expected": expected, "correct": answer == str(expected)}
+
+
+async def _work(id: int, report: _Report) -> None:
+    """The body of sample *id*: files, commands, checks and a graded answer."""
+    progress = store_as(DemoProgress)
+    sandboxes = concurrency_status().get(f"sandboxes/{report.config.sandbox.type}", (0, 0))
+    report.peak_sandboxes = max(report.peak_sandboxes, sandboxes[0])
+
+    progress.stage = "writing files"
+    numbers = "".join(f"{k}\n" for k in range(1, id + 1))
+    notes = f"# sample {id}\n\nthe numbers 1..{id}, one a line, in numbers.txt\n"
+    await sandbox().write_file("input/numbers.txt", numbers)
+    await sandbox().write_file("notes/README.md", notes.encode())
+    progress.files_written += 2
+    _check("read back", await sandbox().read_file("input/numbers.txt") == numbers)
+    _check(
+        "read back bytes",
+        await sandbox().read_file("notes/README.md", text=False) == notes.encode(),
+    )
+
+    progress.stage = "running commands"
+    total = id * (id + 1) // 2
+    add = 's=0; while read n; do s=$((s + n)); done < "$1"; echo "$s" > answer.txt; cat answer.txt'
+    result = await _exec(report, ["sh", "-c", add, "sh", "input/numbers.txt"])
+    _check("sum", result.success and result.stdout.strip() == str(total), result)
+    result = await _exec(report, ["wc", "-l", "input/numbers.txt"])
+    _check("wc -l", result.success and result.stdout.split()[0] == str(id), result)
+    result = await _exec(report, ["sha256sum", "input/numbers.txt"])
+    digest = hashlib.sha256(numbers.encode()).hexdigest()
+    _check("sha256sum", result.success and result.stdout.split()[0] == digest, result)
+
+    if id == report.config.timeout_sample():
+        progress.stage = "waiting for a slow command"
+        try:
+            await _exec(report, ["sleep", "30"], timeout=EXEC_TIMEOUT)
+        except SandboxTimeoutError as exc:
+            # A failed exec is traced but, as in inspect_ai, not a SandboxEvent.
+            transcript().info({"sleep 30": str(exc)})
+            progress.stage = "timed out"
+            report.outcomes[id] = TIMED_OUT
+            return
+        raise AssertionError(f"sleep 30 did not time out after {EXEC_TIMEOUT} s")
+    if id == report.config.limited_sample():
+        progress.stage = "sleeping past the time limit"
+        await _exec(report, ["sleep", "30"])
+        raise AssertionError(f"the time limit of {SHORT_TIME_LIMIT} s did not fire")
+
+    progress.stage = "grading"
+    verdict = await grade(total, report)
+    _check("graded correct", verdict["correct"], verdict)
+    progress.score = 1.0
+    progress.stage = "done"
+    report.outcomes[id] = OK
+
+
+async def _run_sample(
+    task: corral.Task,
+    id: int,
+    report: _Report,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run sample *id*, record its outcome and write its log.
+
+    Reports ready (``task_status.started()``) once the sample holds its
+    sandbox, or once it is over if it never got one.
+    """
+    config = report.config
+    ready = False
+    limit = SHORT_TIME_LIMIT if id == config.limited_sample() else TIME_LIMIT
+    metadata = {"numbers": id, "expected": config.expected(id), "time_limit": limit}
+    sample: Sample | None = None
+    try:
+        async with task.sample(id, metadata=metadata, time_limit=limit) as sample:
+            report.entered += 1
+            task_status.started()
+            ready = True
+            await _work(id, report)
+    except SandboxTimeoutError as exc:  # only the designated sample's exec may time out
+        report.outcomes[id] = FAILED
+        report.errors[id] = f"{type(exc).__name__}: {exc}"
+    except TimeoutError as exc:
+        report.outcomes[id] = TIME_LIMIT_HIT
+        report.errors[id] = str(exc)
+    except Exception as exc:  # one broken sample must not stop the others
+        report.outcomes[id] = FAILED
+        report.errors[id] = f"{type(exc).__name__}: {exc}"
+    if sample is not None:  # None: the time limit fired while it waited for a sandbox
+        sample.log().write_json(report.log_dir / f"sample-{id}.json")
+        report.logs_written += 1
+    if not ready:
+        task_status.started()
+
+
+def _poll(report: _Report) -> None:
+    """Note the sandbox and subprocess limits in use now, and their peaks."""
+    status = concurrency_status()
+    keys = (f"sandboxes/{report.config.sandbox.type}", "subprocesses")
+    report.limits = {name: value for name, value in status.items() if name in keys}
+    in_use = status.get("subprocesses", (0, 0))[0]
+    report.peak_subprocesses = max(report.peak_subprocesses, in_use)
+
+
+def _status(report: _Report, started: float) -> Table:
+    """The live display: a progress bar, samples done, and the limits in use."""
+    total = report.config.samples
+    done = len(report.outcomes)
+    line = Text.assemble(
+        ("samples ", "bold"),
+        f"{done}/{total} done   ",
+        ("execs ", "bold"),
+        f"{report.execs}   ",
+        ("elapsed ", "bold"),
+        f"{time.monotonic() - started:.1f}s",
+    )
+    limits = Text()
+    for name, (in_use, limit) in sorted(report.limits.items()):
+        limits.append(f"{name} ", "bold")
+        limits.append(f"{in_use}/{limit}   ")
+    grid = Table.grid()
+    grid.add_row(ProgressBar(total=total, completed=done, width=40))
+    grid.add_row(line)
+    grid.add_row(limits)
+    return grid
+
+
+async def _refresh(live: Live, report: _Report, started: float) -> None:
+    """Redraw the live display ten times a second (runs until cancelled)."""
+    while True:
+        _poll(report)
+        live.update(_status(report, started), refresh=True)
+        await anyio.sleep(0.1)
+
+
+async def _main(report: _Report, live: Live) -> None:
+    config = report.config
+    started = time.monotonic()
+    async with anyio.create_task_group() as display:
+        display.start_soon(_refresh, live, report, started)
+        async with corral.task(
+            "demo", sandbox=config.sandbox, max_sandboxes=config.max_sandboxes
+        ) as task:
+            # The two samples designed to time out get their sandboxes first,
+            # so that their limits fire while their commands run.
+            special = [config.timeout_sample(), config.limited_sample()]
+            for id in special:
+                if id is not None:
+                    await task.start(_run_sample, task, id, report)
+            for id in range(1, config.samples + 1):
+                if id not in special:
+                    task.start_soon(_run_sample, task, id, report)
+        display.cancel_scope.cancel("the demo task finished")
+    _poll(report)
+    live.update(_status(report, started), refresh=True)
+
+
+def _live_descendants() -> set[int]:
+    """The live (non-zombie) descendants of this process, from /proc."""
+    return set(live_descendants(os.getpid()))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """The nearest-rank *q*-th percentile of *values* (``nan`` when empty)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _summary(report: _Report, elapsed: float, left: int) -> tuple[Table, bool]:
+    """Build the summary table; also say whether everything went as designed."""
+    config = report.config
+    counts = dict.fromkeys((OK, TIMED_OUT, TIME_LIMIT_HIT, FAILED), 0)
+    for outcome in report.outcomes.values():
+        counts[outcome] += 1
+    expected = dict.fromkeys(counts, 0)
+    for id in range(1, config.samples + 1):
+        expected[config.expected(id)] += 1
+    as_designed = all(report.outcomes.get(id) == config.expected(id) for id in report.outcomes)
+    as_designed = as_designed and len(report.outcomes) == config.samples
+
+    table = Table(title=f"corral {corral.__version__} demo under {config.backend}")
+    table.add_column("")
+    table.add_column("value", overflow="fold")
+    table.add_column("check")
+
+    def row(what: str, value: object, ok: bool | None = None) -> None:
+        mark = "" if ok is None else ("ok" if ok else "FAIL")
+        table.add_row(what, str(value), Text(mark, style="green" if ok else "red"))
+
+    row("samples ok", counts[OK], counts[OK] == expected[OK])
+    row("timed out (exec timeout)", counts[TIMED_OUT], counts[TIMED_OUT] == expected[TIMED_OUT])
+    hit = counts[TIME_LIMIT_HIT]
+    row("hit time limit", hit, hit == expected[TIME_LIMIT_HIT])
+    row("failed", counts[FAILED], counts[FAILED] == 0)
+    row("execs", report.execs)
+    p50, p95 = _percentile(report.latencies, 50), _percentile(report.latencies, 95)
+    row("exec latency p50 / p95", f"{p50 * 1000:.1f} ms / {p95 * 1000:.1f} ms")
+    row("peak sandboxes in use", f"{report.peak_sandboxes}/{config.max_sandboxes}")
+    row("peak subprocesses in use", report.peak_subprocesses)
+    row("processes left behind", left, left == 0)
+    logs_ok = report.logs_written == report.entered
+    unstarted = config.samples - report.entered
+    note = f" ({unstarted} never got a sandbox)" if unstarted else ""
+    row("sample logs", f"{report.logs_written} in {report.log_dir}{note}", logs_ok)
+    trace = trace_file()
+    # The trace file is gzipped to <name>.gz when the process exits.
+    row("trace file", f"{trace} (.gz after exit)" if trace is not None else "none")
+    row("elapsed", f"{elapsed:.2f} s")
+    return table, as_designed and logs_ok and left == 0
+
+
+def run_demo(config: DemoConfig, console: Console | None = None) -> int:
+    """Run the demo, print the live display and the summary, return an exit status.
+
+    Returns:
+        0 when every sample behaved as designed (the deliberate timeout and
+        time limit included), no process was left behind and every log was
+        written; 1 otherwise.
+    """
+    console = console if console is not None else Console()
+    log_dir = config.logs / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    report = _Report(config, log_dir)
+    already_running = _live_descendants()
+    started = time.monotonic()
+    live = Live(_status(report, started), console=console, auto_refresh=False)
+    with live, registered_live(live):
+        anyio.run(_main, report, live, backend=config.backend)
+    if not console.is_terminal:
+        console.line()  # rich ends its last frame with a newline only on a terminal
+    elapsed = time.monotonic() - started
+    # Only what the demo started counts (a test's server, say, was there before).
+    table, ok = _summary(report, elapsed, len(_live_descendants() - already_running))
+    console.print(table)
+    for id, error in sorted(report.errors.items()):
+        if report.outcomes.get(id) != config.expected(id):
+            console.print(f"sample {id}: {error}", style="red", markup=False)
+    console.print("as designed" if ok else "NOT as designed", style="green" if ok else "red")
+    return 0 if ok else 1

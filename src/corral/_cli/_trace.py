@@ -1,0 +1,522 @@
+"""``corral trace``: list, dump and examine the trace files corral writes.
+
+Commands:
+
+* ``list``: the trace files, newest first.
+* ``dump``: the records of one file as a JSON array.
+* ``anomalies``: actions that never finished (still running, or their process
+  died), were cancelled, and (with ``--all``) failed or timed out.
+* ``tree``: every action of a file under the action that was running around
+  it, so a stuck subprocess shows which scope it belongs to.
+
+``TRACE_FILE`` is optional everywhere: it defaults to the newest trace file.
+A relative name is looked up in the trace directory first, then in the current
+directory; if only its gzipped version exists (the process has exited since),
+that is read instead. Problems the user can fix (no such file, no trace files
+at all) end the command with exit code 1 and one line on stderr.
+
+This module imports click and rich; only the ``corral`` command line imports
+it, never the library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..tracing._install import ENV_TRACE_FILE, trace_dir
+from ..tracing._records import (
+    FINISH_EVENTS,
+    ActionTraceRecord,
+    TraceFile,
+    TraceFileInfo,
+    TraceRecord,
+    list_trace_files,
+    read_trace_file,
+)
+
+__all__ = ["trace"]
+
+_TRACE_FILE = click.argument("trace_file", required=False)
+_FILTER = click.option(
+    "--filter",
+    "filter_",
+    metavar="TEXT",
+    help="Only records whose message contains TEXT (case-insensitive).",
+)
+
+
+@click.group("trace")
+def trace() -> None:
+    """List and examine trace files (what corral's actions did, and what is stuck)."""
+
+
+@trace.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {file, mtime}.")
+def list_command(as_json: bool) -> None:
+    """List the trace files, newest first."""
+    files = _trace_files(trace_dir())
+    if as_json:
+        rows = [{"file": str(info.path), "mtime": info.mtime} for info in files]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not files:
+        click.echo(f"No trace files in {trace_dir()}.")
+        return
+    table = Table(box=None, show_edge=False)
+    table.add_column("Time", no_wrap=True)
+    table.add_column("Trace File", overflow="fold")
+    for info in files:
+        when = datetime.fromtimestamp(info.mtime).astimezone()
+        table.add_row(when.strftime("%d-%b %H:%M:%S %Z"), Text(shlex.quote(str(info.path))))
+    Console().print(table)
+
+
+@trace.command("dump")
+@_TRACE_FILE
+@_FILTER
+def dump_command(trace_file: str | None, filter_: str | None) -> None:
+    """Print the records of a trace file as a JSON array.
+
+    TRACE_FILE defaults to the newest trace file.
+    """
+    records = _matching(_read(trace_file).records, filter_)
+    dumped = [record.model_dump(mode="json", exclude_unset=True) for record in records]
+    click.echo(json.dumps(dumped, indent=2, ensure_ascii=False))
+
+
+@trace.command("anomalies")
+@_TRACE_FILE
+@_FILTER
+@click.option("--all", "show_all", is_flag=True, help="Also show errors and timeouts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the anomalies as a JSON object.")
+def anomalies_command(
+    trace_file: str | None, filter_: str | None, show_all: bool, as_json: bool
+) -> None:
+    """Show actions still running or cancelled.
+
+    TRACE_FILE defaults to the newest trace file. Enter and finish records
+    are paired by trace_id. An action with no finish record is running (or its
+    process died before it finished), and its running time is counted up to
+    now. With --all, actions that raised or timed out are shown too.
+    """
+    traced = _read(trace_file)
+    as_of = time.time()
+    found = _replay(_actions(_matching(traced.records, filter_)), as_of)
+    if as_json:
+        report = {
+            "trace_file": str(traced.path),
+            "as_of": datetime.fromtimestamp(as_of).astimezone().isoformat(),
+            **{name: [row.to_json() for row in rows] for name, rows in found.buckets()},
+        }
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    console.print(Text(f"TRACE: {traced.path}"), soft_wrap=True)
+    shown = [
+        (name, rows)
+        for name, rows in found.buckets()
+        if rows and (show_all or name in ("running", "cancelled"))
+    ]
+    if not shown:
+        if show_all:
+            console.print("No anomalies found in trace file.")
+        else:
+            console.print(
+                "No running or cancelled actions found in trace file "
+                "(pass --all to see errors and timeouts)."
+            )
+        return
+    for name, rows in shown:
+        console.print()
+        console.print(_anomaly_table(name, rows))
+
+
+@trace.command("tree")
+@_TRACE_FILE
+@_FILTER
+def tree_command(trace_file: str | None, filter_: str | None) -> None:
+    """Show the actions of a trace file as a tree of scopes.
+
+    TRACE_FILE defaults to the newest trace file. Each action is shown under
+    the action that was running around it when it started (its parent_id),
+    with its duration, or its running time if it has not finished. With
+    --filter, actions whose messages match are shown with the actions around
+    them. An action whose parent is not in the file is shown at the top.
+    """
+    traced = _read(trace_file)
+    nodes = _build_nodes(_actions(traced.records))
+    keep = _kept(nodes, filter_)
+    color = False if os.environ.get("NO_COLOR") else None
+    click.echo(f"TRACE: {traced.path}", color=color)
+    if not keep:
+        click.echo("No actions found in trace file." if filter_ is None else "No actions match.")
+        return
+    lines = _draw(nodes, keep, time.time())
+    click.echo("\n".join(lines), color=color)
+
+
+# -- finding and reading files ----------------------------------------------------------
+
+
+def _trace_files(directory: Path) -> list[TraceFileInfo]:
+    """The trace files of *directory*, plus ``$CORRAL_TRACE_FILE`` whatever its name."""
+    try:
+        files = list_trace_files(directory)
+    except OSError as exc:
+        raise click.ClickException(
+            f"Cannot read the trace directory '{directory}': {exc.strerror or exc}."
+        ) from None
+    configured = os.environ.get(ENV_TRACE_FILE)
+    if configured:
+        listed = {info.path for info in files}
+        base = Path(configured).expanduser()
+        for name in (base.name, base.name + ".gz"):
+            full = directory / name
+            if full in listed:
+                continue
+            try:
+                if full.is_file():
+                    files.append(TraceFileInfo(full, full.stat().st_mtime))
+            except FileNotFoundError:  # compressed away meanwhile
+                continue
+        files.sort(key=lambda info: (info.mtime, info.path.name), reverse=True)
+    return files
+
+
+def _resolve(trace_file: str | None) -> Path:
+    directory = trace_dir()
+    if trace_file is None:
+        files = _trace_files(directory)
+        if not files:
+            raise click.ClickException(f"No trace files in {directory}.")
+        return files[0].path
+    given = Path(trace_file).expanduser()
+    places = [given] if given.is_absolute() else [directory / given, given]
+    for place in places:
+        if place.exists():
+            return place
+        if place.name and (zipped := place.with_name(place.name + ".gz")).exists():
+            return zipped  # the process exited and compressed its file
+    where = "" if given.is_absolute() else f" (looked in {directory} and the current directory)"
+    raise click.ClickException(f"The trace file '{trace_file}' does not exist{where}.")
+
+
+def _read(trace_file: str | None) -> TraceFile:
+    """Resolve and read a trace file, printing the skipped-records note on stderr."""
+    path = _resolve(trace_file)
+    try:
+        traced = read_trace_file(path)
+    except OSError as exc:
+        raise click.ClickException(
+            f"Cannot read the trace file '{path}': {exc.strerror or exc}."
+        ) from None
+    if traced.note:
+        click.echo(traced.note, err=True)
+    return traced
+
+
+def _matching(records: tuple[TraceRecord, ...], filter_: str | None) -> list[TraceRecord]:
+    if filter_ is None:
+        return list(records)
+    needle = filter_.casefold()
+    return [r for r in records if needle in r.message.casefold()]
+
+
+def _actions(records: list[TraceRecord] | tuple[TraceRecord, ...]) -> list[ActionTraceRecord]:
+    """The action records of *records*; those with an unknown event are noted and dropped."""
+    actions: list[ActionTraceRecord] = []
+    unknown: Counter[str] = Counter()
+    for record in records:
+        if not isinstance(record, ActionTraceRecord):
+            continue
+        if record.event == "enter" or record.event in FINISH_EVENTS:
+            actions.append(record)
+        else:
+            unknown[record.event] += 1
+    if unknown:
+        names = ", ".join(repr(event) for event in unknown)
+        click.echo(
+            f"note: skipped {unknown.total()} action record(s) with an unknown event: {names}",
+            err=True,
+        )
+    return actions
+
+
+# -- anomalies --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One anomalous action."""
+
+    record: ActionTraceRecord
+    start_time: float | None
+    duration: float | None
+
+    @property
+    def detail(self) -> str:
+        return self.record.detail or self.record.message
+
+    @property
+    def end(self) -> float:
+        return (self.start_time or 0.0) + (self.duration or 0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "action": self.record.action,
+            "detail": self.detail,
+            "start_time": self.start_time,
+            "duration": self.duration,
+            "trace_id": self.record.trace_id,
+            "parent_id": self.record.parent_id,
+        }
+        if self.record.event == "error":
+            row["error"] = self.record.error
+            row["error_type"] = self.record.error_type
+        return row
+
+
+@dataclass(slots=True)
+class _Anomalies:
+    running: list[_Row] = field(default_factory=list)
+    cancelled: list[_Row] = field(default_factory=list)
+    errors: list[_Row] = field(default_factory=list)
+    timeouts: list[_Row] = field(default_factory=list)
+
+    def buckets(self) -> list[tuple[str, list[_Row]]]:
+        return [
+            ("running", self.running),
+            ("cancelled", self.cancelled),
+            ("errors", self.errors),
+            ("timeouts", self.timeouts),
+        ]
+
+
+def _replay(actions: list[ActionTraceRecord], now: float) -> _Anomalies:
+    """Pair enter and finish records by trace_id and bucket what did not exit."""
+    found = _Anomalies()
+    running: dict[str, ActionTraceRecord] = {}
+    buckets = {"cancel": found.cancelled, "error": found.errors, "timeout": found.timeouts}
+    for record in actions:
+        if record.event == "enter":
+            running[record.trace_id] = record
+            continue
+        enter = running.pop(record.trace_id, None)
+        if record.event == "exit":
+            continue
+        start = record.start_time
+        if start is None and enter is not None:
+            start = enter.start_time
+        buckets[record.event].append(_Row(record, start, record.duration))
+    for enter in running.values():
+        start = enter.start_time
+        found.running.append(_Row(enter, start, None if start is None else now - start))
+    found.running.sort(key=lambda row: (row.start_time is None, row.start_time or 0.0))
+    for rows in (found.cancelled, found.errors, found.timeouts):
+        rows.sort(key=lambda row: row.end, reverse=True)
+    return found
+
+
+_TITLES = {
+    "running": "Running Actions",
+    "cancelled": "Cancelled Actions",
+    "errors": "Error Actions",
+    "timeouts": "Timeout Actions",
+}
+
+
+def _anomaly_table(name: str, rows: list[_Row]) -> Table:
+    table = Table(title=_TITLES[name], title_justify="left", expand=False)
+    table.add_column("Action", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Detail", overflow="fold")
+    table.add_column("Start Time", no_wrap=True)
+    for row in rows:
+        detail = Text(row.detail)
+        if row.record.event == "error":
+            detail.append(f"\n{_error_text(row.record)}", style="red")
+        table.add_row(
+            Text(row.record.action),
+            _seconds(row.duration),
+            detail,
+            _clock(row.start_time),
+        )
+    return table
+
+
+def _error_text(record: ActionTraceRecord) -> str:
+    if record.error_type:
+        return f"{record.error_type}: {record.error or ''}".rstrip(": ")
+    return record.error or "error"
+
+
+def _seconds(duration: float | None) -> str:
+    """Format seconds for a person: ``250µs``, ``4.2ms``, ``1.25s``, ``4m 05s``, ``2h 03m 04s``.
+
+    From a day up: ``3d 04h 05m``. ``None`` (unknown) is ``?``.
+    """
+    if duration is None:
+        return "?"
+    if duration < 0.001:
+        return f"{duration * 1_000_000:.0f}µs"
+    if duration < 0.01:
+        return f"{duration * 1000:.1f}ms"
+    if duration < 60:
+        return f"{duration:.2f}s"
+    minutes, seconds = divmod(int(duration), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours:02d}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m {seconds:02d}s"
+    return f"{minutes}m {seconds:02d}s"
+
+
+def _clock(epoch: float | None) -> str:
+    """The local time of day, with the date too when it is not today."""
+    if epoch is None:
+        return "?"
+    when = datetime.fromtimestamp(epoch).astimezone()
+    if when.date() == datetime.now().astimezone().date():
+        return when.strftime("%H:%M:%S %Z")
+    return when.strftime("%d-%b %H:%M:%S %Z")
+
+
+# -- tree -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Node:
+    """One action: its enter and finish records (either may be missing)."""
+
+    trace_id: str
+    action: str
+    detail: str
+    parent_id: str | None
+    enter: ActionTraceRecord | None = None
+    finish: ActionTraceRecord | None = None
+    messages: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+
+
+def _build_nodes(actions: list[ActionTraceRecord]) -> dict[str, _Node]:
+    """One node per trace_id, children in the order they first appear in the file."""
+    nodes: dict[str, _Node] = {}
+    for record in actions:
+        node = nodes.get(record.trace_id)
+        if node is None:
+            node = _Node(record.trace_id, record.action, record.detail, record.parent_id)
+            nodes[record.trace_id] = node
+        if record.event == "enter":
+            node.enter = record
+            node.parent_id = record.parent_id
+        else:
+            node.finish = record
+        node.messages.append(record.message)
+    for node in nodes.values():
+        if node.parent_id is not None and node.parent_id in nodes:
+            nodes[node.parent_id].children.append(node.trace_id)
+    return nodes
+
+
+def _kept(nodes: dict[str, _Node], filter_: str | None) -> set[str]:
+    """The nodes to show: all of them, or those matching and their ancestors."""
+    if filter_ is None:
+        return set(nodes)
+    needle = filter_.casefold()
+    keep: set[str] = set()
+    for node in nodes.values():
+        if any(needle in message.casefold() for message in node.messages):
+            current: _Node | None = node
+            while current is not None and current.trace_id not in keep:
+                keep.add(current.trace_id)
+                current = nodes.get(current.parent_id) if current.parent_id else None
+    return keep
+
+
+def _tops(nodes: dict[str, _Node], keep: set[str]) -> list[_Node]:
+    """The kept actions drawn at the top: roots, orphans, and one member of each cycle."""
+    tops = [
+        node
+        for node in nodes.values()
+        if node.trace_id in keep and (node.parent_id is None or node.parent_id not in nodes)
+    ]
+    reached = _reach(nodes, keep, tops)
+    for node in nodes.values():
+        if node.trace_id in keep and node.trace_id not in reached:
+            tops.append(node)  # its parents form a cycle, so no root reaches it
+            reached |= _reach(nodes, keep, [node])
+    return tops
+
+
+def _reach(nodes: dict[str, _Node], keep: set[str], starts: list[_Node]) -> set[str]:
+    """The kept actions at or below *starts*."""
+    reached: set[str] = set()
+    pending = [node.trace_id for node in starts]
+    while pending:
+        trace_id = pending.pop()
+        if trace_id not in reached:
+            reached.add(trace_id)
+            pending.extend(child for child in nodes[trace_id].children if child in keep)
+    return reached
+
+
+def _draw(nodes: dict[str, _Node], keep: set[str], now: float) -> list[str]:
+    """The tree as lines of text with box-drawing guides (iterative: any depth works)."""
+    lines: list[str] = []
+    drawn: set[str] = set()
+    tops = _tops(nodes, keep)
+    stack = [(node, "", i == len(tops) - 1) for i, node in enumerate(tops)]
+    stack.reverse()  # the first on top
+    while stack:
+        node, prefix, last = stack.pop()
+        if node.trace_id in drawn:
+            continue
+        drawn.add(node.trace_id)
+        lines.append(f"{prefix}{'└── ' if last else '├── '}{_label(node, nodes, now)}")
+        kids = [nodes[c] for c in node.children if c in keep and c not in drawn]
+        inner = prefix + ("    " if last else "│   ")
+        stack.extend(reversed([(kid, inner, i == len(kids) - 1) for i, kid in enumerate(kids)]))
+    return lines
+
+
+def _label(node: _Node, nodes: dict[str, _Node], now: float) -> str:
+    text = f"{click.style(node.action, bold=True)}: {_one_line(node.detail)}  {_status(node, now)}"
+    if node.parent_id is not None and node.parent_id not in nodes:
+        text += click.style(f"  (parent {node.parent_id} is not in this file)", dim=True)
+    return text
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _status(node: _Node, now: float) -> str:
+    finish = node.finish
+    if finish is None:
+        start = node.enter.start_time if node.enter else None
+        running = None if start is None else now - start
+        return click.style(f"running for {_seconds(running)}", fg="yellow", bold=True)
+    took = _seconds(finish.duration)
+    if finish.event == "exit":
+        return click.style(took, fg="green")
+    if finish.event == "cancel":
+        return click.style(f"cancelled after {took}", fg="magenta")
+    if finish.event == "timeout":
+        return click.style(f"timed out after {took}", fg="red")
+    error = _one_line(_error_text(finish))
+    return click.style(f"error after {took}: {error}", fg="red", bold=True)

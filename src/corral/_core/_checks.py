@@ -1,0 +1,196 @@
+"""Argument checks shared by every public entry point.
+
+Every public function checks its arguments before it changes anything (takes
+a slot, starts a process, sends a request), and every message names the
+parameter at fault, with the index or key where there is one. These helpers
+are the one place those messages are worded, so ``subprocess()``, the sandbox
+proxy and the task scopes say the same thing about the same mistake.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+
+__all__ = [
+    "check_bool",
+    "check_bytes",
+    "check_env",
+    "check_limit",
+    "check_optional_str",
+    "check_seconds",
+    "check_str",
+    "check_str_list",
+    "env_positive_int",
+    "env_seconds",
+    "type_name",
+]
+
+
+def type_name(value: object) -> str:
+    """The name of *value*'s type, for messages."""
+    return type(value).__name__
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return *value* if it is a ``bool``, else raise :class:`TypeError` naming *name*."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type_name(value)}")
+    return value
+
+
+def check_str(name: str, value: object, *, empty: bool = True) -> str:
+    """Return *value* if it is a ``str`` (non-empty unless *empty*), else raise naming *name*.
+
+    Raises:
+        TypeError: *value* is not a ``str``.
+        ValueError: *value* is empty and *empty* is false.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type_name(value)}")
+    if not empty and not value:
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def check_optional_str(name: str, value: object) -> str | None:
+    """Return *value* if it is a ``str`` or ``None``, else raise :class:`TypeError`."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, got {type_name(value)}")
+    return value
+
+
+def check_str_list(name: str, value: object, *, paths: bool = False) -> list[str]:
+    """Return *value* as a non-empty list of ``str``, or raise naming *name* (and the index).
+
+    With *paths*, ``os.PathLike`` items are accepted and turned into ``str``.
+
+    Raises:
+        TypeError: *value* is not a list, or an item is not a ``str``.
+        ValueError: *value* is empty.
+    """
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, list | tuple):
+        raise TypeError(f"{name} must be a list of str, got {type_name(value)}")
+    if not value:
+        raise ValueError(f"{name} must not be an empty list")
+    items: list[str] = []
+    for i, item in enumerate(value):
+        if paths and isinstance(item, os.PathLike):
+            item = os.fspath(item)
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type_name(item)}")
+        items.append(item)
+    return items
+
+
+def check_env(name: str, value: object) -> dict[str, str] | None:
+    """Return *value* as a ``dict`` of ``str`` to ``str`` (``None`` stays ``None``).
+
+    Raises:
+        TypeError: *value* is not a mapping, or a key or value is not a ``str``
+            (the message names the key).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of str to str, got {type_name(value)}")
+    checked: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{name} keys must be str, got {key!r}")
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{key!r}] must be a str, got {type_name(item)}")
+        checked[key] = item
+    return checked
+
+
+def check_bytes(name: str, value: object, *, optional: bool = False) -> bytes | None:
+    """Return *value* as bytes: a ``str`` as UTF-8, bytes-like objects as they are.
+
+    With *optional*, ``None`` stays ``None``.
+
+    Raises:
+        TypeError: *value* is neither ``str`` nor bytes-like (nor ``None`` when allowed).
+        UnicodeEncodeError: *value* is a ``str`` holding lone surrogates.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if optional and value is None:
+        return None
+    allowed = "str, bytes or None" if optional else "str or bytes"
+    raise TypeError(f"{name} must be {allowed}, got {type_name(value)}")
+
+
+def check_seconds(name: str, value: object, *, finite: bool = False) -> float | None:
+    """Return *value* as seconds (``None`` stays ``None``), or raise naming *name*.
+
+    Raises:
+        TypeError: *value* is not a real number (``bool`` is refused).
+        ValueError: *value* is negative or NaN, or infinite when *finite*.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type_name(value)}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+    if finite and math.isinf(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def check_limit(name: str, value: object) -> int:
+    """Return *value* as a positive slot count, or raise naming *name*.
+
+    Raises:
+        TypeError: *value* is not an ``int`` (``bool`` is refused).
+        ValueError: *value* is less than 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type_name(value)}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def env_seconds(variable: str, default: float) -> float:
+    """Read a number of seconds from the environment variable *variable*.
+
+    Raises:
+        ValueError: the variable is set to something that is not a finite,
+            non-negative number; the message names the variable.
+    """
+    raw = os.environ.get(variable)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{variable} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{variable} must be a finite number of seconds >= 0, got {raw!r}")
+    return value
+
+
+def env_positive_int(variable: str, default: int, *, unit: str = "bytes") -> int:
+    """Read a positive integer (of *unit*) from the environment variable *variable*.
+
+    Raises:
+        ValueError: the variable is set to something that is not a positive
+            integer; the message names the variable.
+    """
+    raw = os.environ.get(variable)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{variable} must be an integer ({unit}), got {raw!r}.") from None
+    if value <= 0:
+        raise ValueError(f"{variable} must be a positive integer ({unit}), got {value}.")
+    return value

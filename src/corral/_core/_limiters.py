@@ -1,0 +1,211 @@
+"""Capacity limiters and the per-event-loop registry that owns them.
+
+A :class:`Limiter` is a named capacity limiter. Limiters live in a
+:class:`LimiterRegistry` that belongs to the running event loop, so two
+``trio.run`` calls in one process, or trio followed by asyncio, never share
+one. Two kinds of limiter are kept there:
+
+* **named** limiters (``concurrency(name, n, key)``), looked up by key and
+  kept for the rest of the event loop's run: the first request for a key
+  fixes its limit, and a later request with another limit is logged once
+  and otherwise ignored, as in ``inspect_ai``;
+* **owned** limiters, which a scope creates on entry with
+  :meth:`LimiterRegistry.owned` and which are dropped when it exits (a
+  task's ``max_subprocesses``, its ``max_sandboxes``). They are never looked
+  up: the scope holds the object, and the registry only lists it, so
+  :func:`~corral.util.concurrency_status` shows it while the scope runs.
+
+The registry is found without anyio's ``RunVar`` (which looks the backend up
+on every call): trio's own ``RunVar`` under trio, and a weak mapping keyed by
+the running loop under asyncio. ``concurrency()`` sits on hot paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import sys
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, final
+
+import anyio
+import sniffio
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Iterator
+
+__all__ = ["Limiter", "LimiterRegistry", "LimiterStatistics", "current_registry"]
+
+logger = logging.getLogger("corral.concurrency")
+
+
+class _NativeLimiter(Protocol):
+    """The part of ``trio.CapacityLimiter`` / ``anyio.CapacityLimiter`` we use."""
+
+    @property
+    def total_tokens(self) -> float: ...
+    @property
+    def borrowed_tokens(self) -> int: ...
+    async def acquire_on_behalf_of(self, borrower: object) -> None: ...
+    def release_on_behalf_of(self, borrower: object) -> None: ...
+
+
+def _native_limiter(limit: int) -> _NativeLimiter:
+    # Under trio, use trio's limiter directly: anyio's wrapper would add a call
+    # layer to every acquire. trio is imported only when it is the one running.
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.CapacityLimiter(limit)
+    return anyio.CapacityLimiter(limit)
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterStatistics:
+    """A snapshot of a :class:`Limiter`.
+
+    Attributes:
+        name: The display name.
+        key: The registry key of a named limiter; for an owned one, a label
+            unique within its registry (``"subprocesses/eval#3"``).
+        in_use: Slots currently held.
+        limit: Slots in all.
+        waiting: Tasks waiting for a slot.
+    """
+
+    name: str
+    key: str
+    in_use: int
+    limit: int
+    waiting: int
+
+
+@final
+class Limiter:
+    """A named capacity limiter owned by one event loop's registry.
+
+    Internal: users see limiters through ``concurrency_status()`` and
+    ``Task.statistics()``.
+    """
+
+    __slots__ = ("_native", "_warned", "key", "limit", "name", "visible")
+
+    def __init__(self, name: str, key: str, limit: int, visible: bool) -> None:
+        self.name = name
+        self.key = key
+        self.limit = limit
+        self.visible = visible
+        self._native = _native_limiter(limit)
+        self._warned: set[int] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"<corral Limiter {self.name!r} key={self.key!r} "
+            f"in_use={self._native.borrowed_tokens}/{self.limit}>"
+        )
+
+    @property
+    def in_use(self) -> int:
+        """Slots currently held."""
+        return self._native.borrowed_tokens
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        """Take one slot for *borrower*, waiting if none is free.
+
+        This is a checkpoint. If cancelled while waiting, no slot is taken.
+        """
+        await self._native.acquire_on_behalf_of(borrower)
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        """Give back the slot held by *borrower*."""
+        self._native.release_on_behalf_of(borrower)
+
+    def statistics(self) -> LimiterStatistics:
+        """Return a frozen snapshot of this limiter's state."""
+        stats: Any = getattr(self._native, "statistics", None)
+        waiting = stats().tasks_waiting if stats is not None else 0
+        return LimiterStatistics(self.name, self.key, self.in_use, self.limit, waiting)
+
+
+@final
+class LimiterRegistry:
+    """The limiters of one event loop run: named ones by key, and owned ones."""
+
+    __slots__ = ("_named", "_owned", "_serial")
+
+    def __init__(self) -> None:
+        self._named: dict[str, Limiter] = {}
+        self._owned: dict[Limiter, None] = {}
+        self._serial = itertools.count(1)
+
+    def named(self, name: str, key: str, limit: int, visible: bool = True) -> Limiter:
+        """The named limiter *key*, created with *limit* slots on first use."""
+        limiter = self._named.get(key)
+        if limiter is None:
+            limiter = self._named[key] = Limiter(name, key, limit, visible)
+        elif limiter.limit != limit and limit not in limiter._warned:
+            limiter._warned.add(limit)
+            logger.warning(
+                "concurrency limit %r already exists with %d slot(s); "
+                "the request for %d slot(s) is ignored (the first limit wins)",
+                key,
+                limiter.limit,
+                limit,
+            )
+        return limiter
+
+    @contextlib.contextmanager
+    def owned(self, name: str, limit: int) -> Iterator[Limiter]:
+        """A new limiter listed under *name* for the block, and dropped when it exits.
+
+        Not a checkpoint. The limiter is the caller's: nothing else can find it.
+        """
+        limiter = Limiter(name, f"{name}#{next(self._serial)}", limit, visible=True)
+        self._owned[limiter] = None
+        try:
+            yield limiter
+        finally:
+            self._owned.pop(limiter, None)
+
+    def __iter__(self) -> Iterator[Limiter]:
+        return iter([*self._named.values(), *self._owned])
+
+    def __len__(self) -> int:
+        return len(self._named) + len(self._owned)
+
+
+_trio_registry: Any = None  # trio.lowlevel.RunVar[LimiterRegistry], made under trio
+_asyncio_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LimiterRegistry] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def current_registry() -> LimiterRegistry:
+    """Return the running event loop's registry, creating it on first use.
+
+    Raises:
+        RuntimeError: No trio or asyncio event loop is running in this thread.
+    """
+    global _trio_registry
+    # asyncio is looked up, not imported: if it was never imported, no loop of its runs.
+    asyncio_module = sys.modules.get("asyncio")
+    loop = asyncio_module._get_running_loop() if asyncio_module is not None else None
+    if loop is not None:
+        registry = _asyncio_registries.get(loop)
+        if registry is None:
+            registry = _asyncio_registries[loop] = LimiterRegistry()
+        return registry
+    trio = sys.modules.get("trio")
+    if trio is None:
+        raise RuntimeError("no trio or asyncio event loop is running in this thread")
+    if _trio_registry is None:
+        _trio_registry = trio.lowlevel.RunVar("corral.registry")
+    try:
+        found: LimiterRegistry = _trio_registry.get()
+    except LookupError:
+        found = LimiterRegistry()
+        _trio_registry.set(found)  # raises RuntimeError outside trio.run
+    return found

@@ -1,0 +1,169 @@
+"""Reading Linux's ``/proc``: the one parser of process state that corral uses.
+
+Process-group supervision asks whether a group still has a live member, the
+local sandbox looks for processes by a tag in their environment, and the demo
+and the test suite count what was left behind. All of them read ``/proc``
+through this module, so the format is parsed in one place.
+
+``/proc/PID/stat`` holds the command name in parentheses, and the name may
+itself contain spaces and parentheses: the fields are read after the *last*
+``)``. A process that exits while it is being read is simply not reported.
+Nothing here is a checkpoint; everything is plain blocking file reads of
+kernel memory, fast enough for the event loop thread.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = [
+    "ProcStat",
+    "cmdline",
+    "group_has_live_member",
+    "live_descendants",
+    "pids",
+    "processes",
+    "processes_with_environ",
+    "procfs_available",
+    "read_stat",
+]
+
+_PROC = "/proc"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    """The fields of ``/proc/PID/stat`` that corral uses.
+
+    Attributes:
+        pid: The process id.
+        state: One letter: ``R``, ``S``, ``D``, ``T``, ``Z`` (zombie), ...
+        ppid: The parent's pid.
+        pgrp: The process group id.
+        session: The session id.
+    """
+
+    pid: int
+    state: str
+    ppid: int
+    pgrp: int
+    session: int
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is running (anything but a zombie or dead)."""
+        return self.state not in ("Z", "X")
+
+
+def procfs_available() -> bool:
+    """Whether ``/proc`` can be read here."""
+    return os.path.isdir(f"{_PROC}/self")
+
+
+def pids() -> list[int]:
+    """The pids in ``/proc`` now (empty when it cannot be read)."""
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
+        return []
+    return [int(name) for name in names if name.isdigit()]
+
+
+def _parse_stat(pid: int, raw: bytes) -> ProcStat | None:
+    # Fields after the parenthesised command name: state ppid pgrp session ...
+    fields = raw[raw.rfind(b")") + 2 :].split(b" ", 4)
+    if len(fields) < 4:
+        return None
+    try:
+        return ProcStat(pid, fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]))
+    except ValueError:
+        return None
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """The state of *pid*, or ``None`` if it is gone (or not readable)."""
+    try:
+        with open(f"{_PROC}/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return _parse_stat(pid, raw)
+
+
+def processes() -> Iterator[ProcStat]:
+    """Every process that can be read now, zombies included."""
+    for pid in pids():
+        info = read_stat(pid)
+        if info is not None:
+            yield info
+
+
+def group_has_live_member(pgid: int) -> bool:
+    """Whether process group *pgid* has a member that is not a zombie.
+
+    Without ``/proc``, ``True`` (the caller's ``kill(-pgid, 0)``, which counts
+    zombies as alive, is then all there is to go by).
+    """
+    if not procfs_available():
+        return True
+    return any(info.pgrp == pgid and info.alive for info in processes())
+
+
+def live_descendants(root: int) -> list[int]:
+    """Pids of the live descendants of *root* (not *root* itself), from one scan."""
+    children: dict[int, list[int]] = {}
+    alive: set[int] = set()
+    for info in processes():
+        children.setdefault(info.ppid, []).append(info.pid)
+        if info.alive:
+            alive.add(info.pid)
+    found: list[int] = []
+    todo = list(children.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        if pid in alive:
+            found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return sorted(found)
+
+
+def _read(pid: int, name: str) -> bytes | None:
+    try:
+        with open(f"{_PROC}/{pid}/{name}", "rb") as f:
+            return f.read()
+    except OSError:  # gone, or not ours to read
+        return None
+
+
+def cmdline(pid: int) -> str | None:
+    """The command line of *pid*, its arguments joined by spaces (``None`` if gone)."""
+    raw = _read(pid, "cmdline")
+    if raw is None:
+        return None
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+
+
+def processes_with_environ(entry: bytes, *, exclude: int | None = None) -> list[int]:
+    """Pids of live processes whose environment holds *entry* (``b"NAME=value"``).
+
+    Only processes whose environment this process may read are found (its
+    own user's, or all of them as root). *exclude* is left out (usually this
+    process).
+    """
+    found = []
+    for pid in pids():
+        if pid == exclude:
+            continue
+        environ = _read(pid, "environ")
+        if environ is None:
+            continue
+        if environ.startswith(entry + b"\0") or (b"\0" + entry + b"\0") in environ:
+            info = read_stat(pid)
+            if info is not None and info.alive:
+                found.append(pid)
+    return found

@@ -1,0 +1,59 @@
+"""The bookkeeping behind change recording: what a store did since its last snapshot.
+
+A :class:`~corral._state._store.Store` tells its :class:`ChangeTracker` about
+every key it sets or deletes, and about every key whose mutable value it hands
+out (``get``, ``set``, ``values``, ``items``): only those values can differ
+from their image in the last snapshot. :mod:`._snapshot` reads the tracker to
+take the next snapshot cheaply and tells it when one was taken. The store
+never looks inside; the snapshot code never touches the store's own fields.
+"""
+
+from __future__ import annotations
+
+__all__ = ["IMMUTABLE", "ChangeTracker"]
+
+#: Types whose values cannot change in place: handing one out exposes nothing.
+IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
+
+
+class ChangeTracker:
+    """The keys of one store that may have changed since its last snapshot.
+
+    Attributes:
+        snapshot: The last snapshot taken (a ``Snapshot``), or ``None``.
+        pending: Keys set or deleted since then.
+        exposed: Keys whose mutable value has been handed out and may be
+            changed in place at any time (they stay candidates until deleted).
+    """
+
+    __slots__ = ("exposed", "pending", "snapshot")
+
+    def __init__(self) -> None:
+        self.snapshot: object = None
+        self.pending: dict[str, None] = {}
+        self.exposed: dict[str, None] = {}
+
+    def touched(self, key: str) -> None:
+        """*key* was set or deleted."""
+        self.pending[key] = None
+
+    def handed_out(self, key: str, value: object) -> None:
+        """The value of *key* was handed to the caller, who may change it in place."""
+        if type(value) not in IMMUTABLE:
+            self.exposed[key] = None
+
+    def deleted(self, key: str) -> None:
+        """*key* was deleted: it changed, and nothing of it is exposed any more."""
+        self.pending[key] = None
+        self.exposed.pop(key, None)
+
+    def candidates(self) -> dict[str, None]:
+        """The keys whose value may differ from the last snapshot's image."""
+        if self.exposed:
+            return {**self.pending, **self.exposed}
+        return self.pending
+
+    def taken(self, snapshot: object) -> None:
+        """A snapshot was taken: it is the new reference, and nothing is pending."""
+        self.snapshot = snapshot
+        self.pending = {}

@@ -1,0 +1,111 @@
+"""Spans: named scopes in a transcript, recording what they changed in the store."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, final
+
+from anyio.lowlevel import checkpoint
+
+from ._events import SpanBeginEvent, SpanEndEvent, StoreEvent, current_span
+from ._snapshot import Snapshot, diff, snapshot
+from ._store import Store, current_store
+from ._transcript import Transcript, current_transcript
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["span"]
+
+logger = logging.getLogger("corral.state")
+
+
+@final
+class _Span:
+    __slots__ = ("_before", "_id", "_name", "_store", "_token", "_transcript", "_type")
+
+    def __init__(self, name: str, type: str | None) -> None:
+        self._name = name
+        self._type = type
+        self._id = ""
+        self._store: Store | None = None
+        self._transcript: Transcript | None = None
+        self._before: Snapshot | None = None
+        self._token: object = None
+
+    async def __aenter__(self) -> None:
+        if self._store is not None:
+            raise RuntimeError(f"span {self._name!r} is already in use; call span() again")
+        await checkpoint()
+        self._id = span_id = uuid.uuid4().hex
+        self._store = current_store.get()
+        self._transcript = transcript = current_transcript.get()
+        self._before = snapshot(self._store)
+        transcript._event(
+            SpanBeginEvent(
+                id=span_id,
+                span_id=span_id,
+                parent_id=current_span.get(),
+                type=self._type,
+                name=self._name,
+            )
+        )
+        self._token = current_span.set(span_id)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        store, transcript, before = self._store, self._transcript, self._before
+        assert store is not None
+        assert transcript is not None
+        assert before is not None
+        self._store = None
+        failure: TypeError | None = None
+        try:
+            changes = diff(before, snapshot(store))
+        except TypeError as exc:
+            changes = []
+            if exc_type is None:
+                failure = exc
+            else:
+                # Never hide the body's own exception behind a recording error.
+                logger.exception("could not record the store changes of span %r", self._name)
+        try:
+            if changes:
+                transcript._event(StoreEvent(changes=changes))
+            transcript._event(SpanEndEvent(id=self._id))
+        finally:
+            current_span.reset(self._token)  # type: ignore[arg-type]
+        if failure is not None:
+            raise failure
+
+
+def span(name: str, *, type: str | None = None) -> _Span:
+    """Record a named span in the transcript, with what it changed in the store.
+
+    ``async with span(name):`` records a ``SpanBeginEvent``, runs the body
+    with the span as the current span (events recorded inside carry its id),
+    then records a ``StoreEvent`` holding the JSON Patch of the store's
+    changes (if any) and a ``SpanEndEvent``. The changes are recorded also
+    when the body raises or is cancelled; the exception then propagates.
+
+    Args:
+        name: Name of the span.
+        type: Kind of span (``"sample"``, ``"subtask"``, or your own).
+
+    Raises:
+        TypeError: *name* or *type* is not a ``str``; or, on leaving, a store
+            value was changed in place into something that is not
+            JSON-serialisable (the message names the key).
+
+    Entering is a checkpoint; leaving is not.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {name.__class__.__name__}")
+    if type is not None and not isinstance(type, str):
+        raise TypeError(f"type must be a str or None, got {type.__class__.__name__}")
+    return _Span(name, type)

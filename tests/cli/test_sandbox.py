@@ -1,0 +1,266 @@
+"""``corral sandbox cleanup`` and ``corral sandbox check``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from click.testing import CliRunner
+
+from corral._cli._sandbox import ENV_TYPE, sandbox
+from corral.sandboxes import _registry
+from corral.sandboxes._local import LocalSandboxEnvironment
+
+#: Defines the sandbox type "broken": the local sandbox, except that with a
+#: config file saying ``corrupt = true``, ``read_file`` returns the wrong data.
+#: Like a provider configured from a spec, it is given the file's path.
+BROKEN_PROVIDER = textwrap.dedent(
+    """\
+    from corral.util import sandboxenv
+    from corral.sandboxes._local import LocalSandboxEnvironment
+
+    @sandboxenv("broken")
+    class BrokenSandbox(LocalSandboxEnvironment):
+        corrupt = False
+
+        @classmethod
+        async def sample_init(cls, task_name, config, metadata):
+            import pathlib
+            from corral._core._config_files import load_config_file
+            assert isinstance(config, str) and pathlib.Path(config).is_absolute(), config
+            settings = load_config_file(config)
+            environments = await super().sample_init(task_name, None, metadata)
+            for environment in environments.values():
+                environment.corrupt = settings["corrupt"]
+            return environments
+
+        async def read_file(self, file, text=True):
+            data = await super().read_file(file, text)
+            return data[::-1] if self.corrupt else data
+
+    from corral._cli._sandbox import sandbox
+    sandbox()
+    """
+)
+
+
+class FakeSandbox(LocalSandboxEnvironment):
+    """The local sandbox, recording the calls of ``cli_cleanup``."""
+
+    calls: ClassVar[list[str | None]] = []
+    fail: ClassVar[bool] = False
+
+    @classmethod
+    async def cli_cleanup(cls, id: str | None) -> None:
+        cls.calls.append(id)
+        if cls.fail:
+            raise RuntimeError("the cloud is down")
+        print(f"fake removed {id or 'everything'}")
+
+
+@pytest.fixture
+def fake_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry of "local", "fake" and "missing" (whose module does not exist)."""
+    monkeypatch.setattr(FakeSandbox, "calls", [])
+    table: dict[str, _registry.RegistryEntry] = {
+        "local": "corral.sandboxes._local:LocalSandboxEnvironment",
+        "fake": FakeSandbox,
+        "missing": "corral_no_such_module:Sandbox",
+    }
+    monkeypatch.setattr(_registry, "_table", table)
+    monkeypatch.setattr(_registry, "_entry_points", list)
+    monkeypatch.setattr(_registry, "_entry_points_loaded", False)
+
+
+def run_cli(code: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run *code* (which ends by calling the ``sandbox`` group) with *args*, as a process."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+
+
+RUN_SANDBOX = "from corral._cli._sandbox import sandbox; sandbox()"
+
+# -- cleanup ----------------------------------------------------------------------------
+
+
+def test_cleanup_local() -> None:
+    result = CliRunner().invoke(sandbox, ["cleanup", "local"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "local: cleaned\n"
+
+
+def test_cleanup_local_with_id_under_asyncio() -> None:
+    result = CliRunner().invoke(sandbox, ["cleanup", "local", "abc", "--backend", "asyncio"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "local: cleaned (abc)\n"
+
+
+def test_cleanup_unknown_type() -> None:
+    result = CliRunner().invoke(sandbox, ["cleanup", "nope"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: Unknown sandbox type 'nope'. Known types: local, ssh."
+    ]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_cleanup_one_type_with_id() -> None:
+    result = CliRunner().invoke(sandbox, ["cleanup", "fake", "sample-7"])
+    assert result.exit_code == 0, result.output
+    assert FakeSandbox.calls == ["sample-7"]
+    assert result.output == "fake removed sample-7\nfake: cleaned (sample-7)\n"
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_cleanup_without_type_calls_every_provider() -> None:
+    result = CliRunner().invoke(sandbox, ["cleanup"])
+    assert result.exit_code == 0, result.output
+    assert FakeSandbox.calls == [None]
+    assert result.stdout == "fake removed everything\nfake: cleaned\nlocal: cleaned\n"
+    assert result.stderr.startswith("missing: skipped (")
+    assert "corral_no_such_module" in result.stderr
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_cleanup_failure_is_reported_and_the_others_still_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(FakeSandbox, "fail", True)
+    result = CliRunner().invoke(sandbox, ["cleanup"])
+    assert result.exit_code == 1
+    assert "fake: cleanup failed: RuntimeError: the cloud is down" in result.stderr
+    assert "local: cleaned" in result.stdout
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_cleanup_of_a_type_that_cannot_be_imported() -> None:
+    result = CliRunner().invoke(sandbox, ["cleanup", "missing"])
+    assert result.exit_code == 1
+    assert "corral_no_such_module" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cleanup_as_a_real_process() -> None:
+    done = run_cli(RUN_SANDBOX, "cleanup", "local")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "local: cleaned\n"
+
+
+# -- check ------------------------------------------------------------------------------
+
+
+def test_check_needs_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pytest", None)
+    result = CliRunner().invoke(sandbox, ["check", "local"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: corral sandbox check needs pytest: pip install pytest"
+    ]
+
+
+def test_check_unknown_type() -> None:
+    result = CliRunner().invoke(sandbox, ["check", "nope"])
+    assert result.exit_code == 1
+    assert "Unknown sandbox type 'nope'" in result.output
+
+
+def test_check_bad_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text("{not json", encoding="utf-8")
+    result = CliRunner().invoke(sandbox, ["check", "local", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "Cannot read the config file" in result.output
+
+
+def test_check_selection_matching_nothing() -> None:
+    done = run_cli(RUN_SANDBOX, "check", "local", "-k", "no_such_test")
+    assert done.returncode == 1
+    assert "0 passed, 0 failed" in done.stdout
+    assert "no tests ran" in done.stderr
+
+
+@pytest.mark.slow
+def test_check_local_passes() -> None:
+    done = run_cli(RUN_SANDBOX, "check", "local")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "test_concurrent_execs" in done.stdout
+    assert "test_text_round_trip" in done.stdout
+    assert "trio" in done.stdout
+    assert "asyncio" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if "│ test_" in line]
+    assert len(rows) >= 2 * 25
+    assert all(line.split("│")[3].strip() == "passed" for line in rows)
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.endswith(" passed, 0 failed")
+    assert int(last.split()[0]) >= 2 * 25
+
+
+def test_check_in_process_through_the_runner() -> None:
+    result = CliRunner().invoke(
+        sandbox, ["check", "local", "--backend", "trio", "-k", "text_round_trip"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "test_text_round_trip" in result.output
+    assert result.output.strip().splitlines()[-1] == "1 passed, 0 failed"
+    assert ENV_TYPE not in os.environ
+
+
+def test_check_broken_provider_fails(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text("corrupt = true\n", encoding="utf-8")
+    done = run_cli(
+        BROKEN_PROVIDER,
+        "check",
+        "broken",
+        "--config",
+        str(config),
+        "-k",
+        "text_round_trip or missing_file",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "2 passed, 2 failed"
+    failed = [line for line in lines if "test_text_round_trip" in line]
+    assert len(failed) == 2
+    assert all("failed" in line for line in failed)
+    assert {"trio", "asyncio"} <= {word for line in failed for word in line.split()}
+    assert "AssertionError: assert '\\ndlrow ,olleh' == 'hello, world\\n'" in done.stdout
+
+
+def test_check_config_from_json_is_passed_through(tmp_path: Path) -> None:
+    config = tmp_path / "broken.json"
+    config.write_text('{"corrupt": false}', encoding="utf-8")
+    done = run_cli(
+        BROKEN_PROVIDER,
+        "check",
+        "broken",
+        "--config",
+        str(config),
+        "--backend",
+        "asyncio",
+        "-k",
+        "text_round_trip",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "trio" not in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "1 passed, 0 failed"
+
+
+def test_check_without_config_passes_none(tmp_path: Path) -> None:
+    done = run_cli(BROKEN_PROVIDER, "check", "broken", "--backend", "trio", "-k", "missing_file")
+    assert done.returncode == 1
+    assert "error in setup" in done.stdout
+    assert "AssertionError: None" in done.stdout
