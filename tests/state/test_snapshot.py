@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import uuid
 
 import jsonpatch
@@ -112,10 +114,10 @@ async def test_json_patch_ops(
     assert await _changes_of(initial, mutate) == expected
 
 
-async def test_nested_change_between_equal_numbers_is_seen_with_other_changes() -> None:
-    """The documented limit: ``1 -> True`` nested is invisible to ``==`` on its own."""
+async def test_nested_change_between_equal_numbers_is_seen() -> None:
+    """``1 -> True`` nested is a change, alone or with others (``==`` would miss it alone)."""
     alone = await _changes_of({"k": {"n": 1}}, lambda s: s.get("k").__setitem__("n", True))
-    assert alone == []
+    assert alone == [{"op": "replace", "path": "/k/n", "value": True, "replaced": 1}]
 
     def two_changes(s: Store) -> None:
         s.get("k")["n"] = True
@@ -315,3 +317,30 @@ def test_event_ids_are_distinct_version_4_uuids() -> None:
         assert parsed.hex == value
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+# -- a change of type alone (regression: issue 10, bug 3) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "mutate", "after"),
+    [
+        ([1, 2], lambda v: v.__setitem__(0, True), [True, 2]),
+        ([1, 2], lambda v: v.__setitem__(0, 1.0), [1.0, 2]),
+        ({"a": [1]}, lambda v: v["a"].__setitem__(0, True), {"a": [True]}),
+        ([[0, 1]], lambda v: v[0].__setitem__(1, False), [[0, False]]),
+        ([True, 1.0], lambda v: v.reverse(), [1.0, True]),
+    ],
+)
+async def test_the_log_and_the_rebuilt_store_equal_the_live_one_types_included(
+    before: object, mutate: object, after: object
+) -> None:
+    async with corral.task("t") as task, task.sample(1) as sample:
+        store().set("k", copy.deepcopy(before))
+        async with span("change"):
+            mutate(store().get("k"))  # type: ignore[operator]
+    log = sample.log()
+    live = json.dumps(dict(sample.store.items()))
+    assert live == json.dumps({"k": after})
+    assert json.dumps(log.store) == live
+    assert json.dumps(dict(store_from_events(log.events).items())) == live

@@ -251,7 +251,10 @@ def test_a_disabled_logger_only_runs_the_block(trace_path: Path) -> None:
     assert read_records(trace_path) == []
 
 
-def test_other_loggers_get_ordinary_records() -> None:
+def test_other_loggers_get_ordinary_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace_path = isolate(tmp_path, monkeypatch)
     other = logging.getLogger("not_corral.tests.actions")
     handler = ListHandler()
     other.addHandler(handler)
@@ -268,7 +271,14 @@ def test_other_loggers_get_ordinary_records() -> None:
     assert vars(exit_)["trace_id"] == vars(enter)["trace_id"]
     assert message.getMessage() == "[Cat] said hi"
     assert (message.msg, message.args) == ("[Cat] said %s", ("hi",))  # formatted lazily
-    assert _install._handler is None
+    # ... and the same three went to the trace file, once each.
+    written = read_records(trace_path)
+    assert [r["message"] for r in written] == [
+        "Mine: detail 1 (enter)",
+        "[Cat] said hi",
+        "Mine: detail 1 (exit)",
+    ]
+    _install._reset_for_tests()
 
 
 # -- tracing never breaks the traced code -------------------------------------------------

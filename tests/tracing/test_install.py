@@ -107,12 +107,54 @@ def test_first_use_of_a_corral_logger_installs_the_file(trace_path: Path) -> Non
     assert record["message"] == "[Test] hello world"
 
 
-def test_other_loggers_do_not_install_the_file(trace_path: Path) -> None:
+def test_any_logger_is_traced_without_reaching_its_console(trace_path: Path) -> None:
+    """Regression: only the ``corral`` hierarchy reached the trace file.
+
+    ``trace_action(logging.getLogger(__name__), ...)`` is the inspect_ai idiom
+    (providers call it with their own loggers). Their records go to the trace
+    file, and not to a console handler on the root at its usual level.
+    """
+    console = ListHandler()
+    logging.getLogger().addHandler(console)
     other = logging.getLogger("not_corral.tests")
-    with trace_action(other, "Other", "x"):
-        trace_message(other, "Other", "y")
-    assert corral.tracing.trace_file() is None
-    assert not trace_path.exists()
+    quiet = logging.getLogger("not_corral.tests.quiet")
+    quiet.setLevel(logging.INFO)  # asked for no TRACE records: none are written
+    try:
+        with trace_action(other, "Other", "x %d", 1):
+            trace_message(other, "Other", "y")
+        with trace_action(quiet, "Quiet", "z"):
+            trace_message(quiet, "Quiet", "z")
+    finally:
+        logging.getLogger().removeHandler(console)
+        quiet.setLevel(logging.NOTSET)
+    assert corral.tracing.trace_file() == trace_path
+    records = read_records(trace_path)
+    assert [r["message"] for r in records] == [
+        "Other: x 1 (enter)",
+        "[Other] y",
+        "Other: x 1 (exit)",
+    ]
+    assert records[0]["trace_id"] == records[2]["trace_id"]
+    assert console.records == []
+
+
+def test_a_users_filter_decides_for_the_trace_file_too(trace_path: Path) -> None:
+    other = logging.getLogger("not_corral.tests.filtered")
+
+    def only_kept(record: logging.LogRecord) -> bool:
+        record.sample_id = 7
+        return "drop" not in record.getMessage()
+
+    other.addFilter(only_kept)
+    try:
+        trace_message(other, "Cat", "keep")
+        trace_message(other, "Cat", "drop")
+        trace_message(other, "Cat", "with %s", "extra", extra={"task": "t"})
+    finally:
+        other.removeFilter(only_kept)
+    kept, extra = read_records(trace_path)
+    assert (kept["message"], kept["sample_id"]) == ("[Cat] keep", 7)
+    assert (extra["message"], extra["task"], extra["sample_id"]) == ("[Cat] with extra", "t", 7)
 
 
 def test_default_file_is_per_pid_in_the_user_data_dir(
@@ -197,11 +239,14 @@ def test_direct_and_logging_paths_write_the_same_records(trace_path: Path) -> No
             raise KeyError("k")
 
     corral.tracing.init()
-    assert _install.direct_handler(LOG) is not None
+    sink, others = _install.route(LOG)
+    assert sink is not None
+    assert not others
     traced()
     LOG.addFilter(lambda record: True)
     try:
-        assert _install.direct_handler(LOG) is None
+        assert sink is not None
+        assert not _actions._plain(sink, LOG)  # a LogRecord is built and filtered
         traced()
     finally:
         LOG.filters.clear()

@@ -10,18 +10,15 @@ have changed, not to the size of the store:
   has handed out (``get``, ``set``, ``values``, ``items``): only those values
   can differ from their last image. Values that were never handed out cannot
   have changed and are not looked at.
-* Each candidate's live value is compared with its last image (its type,
-  then a C-level ``==``); only the values that differ are converted to JSON
-  again, and the new tree shares every other image with the previous one. A
-  store in which nothing changed gives back the previous snapshot itself.
+* Each candidate's live value is compared with its last image, strictly:
+  types as well as values, at every level (:func:`same_json`), so ``1``
+  replaced by ``True`` or ``1.0`` inside a list is a change, as it is in the
+  JSON. Only the values that differ are converted to JSON again, and the new
+  tree shares every other image with the previous one. A store in which
+  nothing changed gives back the previous snapshot itself.
 * A snapshot remembers which keys changed since the one it was derived from
   (held weakly), so a diff visits only those keys when the chain between two
   snapshots is still alive, and every key otherwise.
-
-One limit follows from using ``==``: inside a container, a number replaced
-by an equal number of another type (``1`` by ``True`` or ``1.0``) is not seen
-as a change until something else in that top-level value changes. At the top
-level the type is compared too.
 
 Trees are never mutated once built, so snapshots can be shared by nested
 spans and kept by them for as long as they need. jsonpatch is imported on
@@ -31,7 +28,6 @@ the first diff of two lists.
 from __future__ import annotations
 
 import copy
-import operator
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +93,7 @@ def snapshot(store: Store) -> Snapshot:
         if value is _MISSING:
             if before is not _MISSING:
                 changed.append(key)
-        elif before is _MISSING or type(value) is not type(before) or value != before:
+        elif before is _MISSING or not same_json(value, before):
             changed.append(key)
     if not changed:
         changes.taken(previous)
@@ -173,18 +169,44 @@ def _diff_values(path: str, old: Any, new: Any, out: list[JsonChange]) -> None:
             else:
                 _diff_values(f"{path}/{_escape(key)}", before, value, out)
     elif type(old) is list and type(new) is list:
-        if old != new or not _same_types(old, new):
+        if not same_json(old, new):
             out.extend(_list_changes(path, old, new))
     elif type(old) is not type(new) or old != new:
         out.append(JsonChange(op="replace", path=path, value=new, replaced=old))
 
 
-def _same_types(old: list[Any], new: list[Any]) -> bool:
-    return all(map(operator.is_, map(type, old), map(type, new)))
+def same_json(a: Any, b: Any) -> bool:
+    """Whether *a* and *b* are the same JSON: equal, with the same types at every level.
+
+    ``==`` alone says ``[1] == [True] == [1.0]``; JSON (and the transcript)
+    tells them apart. A live value that is not plain JSON (a tuple, a model)
+    is never the same as its image, so it is converted again.
+    """
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is dict:
+        if len(a) != len(b):
+            return False
+        for key, value in a.items():
+            other = b.get(key, _MISSING)
+            if other is _MISSING or not same_json(value, other):
+                return False
+        return True
+    if kind is list:
+        return len(a) == len(b) and all(map(same_json, a, b))
+    return bool(a == b)
 
 
 def _list_changes(prefix: str, old: list[Any], new: list[Any]) -> list[JsonChange]:
-    """Diff two lists with jsonpatch, which finds insertions and removals."""
+    """Diff two lists with jsonpatch, which finds insertions and removals.
+
+    jsonpatch compares with ``==``, so it may miss a change of type alone
+    (``1`` -> ``True``): when its operations do not give *new* exactly, the
+    whole list is replaced instead.
+    """
     import jsonpatch
     import jsonpointer
 
@@ -208,6 +230,8 @@ def _list_changes(prefix: str, old: list[Any], new: list[Any]) -> list[JsonChang
                 replaced=replaced,
             )
         )
+    if not same_json(work, new):
+        return [JsonChange(op="replace", path=prefix, value=new, replaced=old)]
     return changes
 
 

@@ -70,20 +70,21 @@ _state = _PENDING
 _tracer: Tracer | None = None
 _tracer_resolved = False
 #: See :func:`activate`.
-_direct: Callable[[logging.Logger], TraceFileHandler | None] | None = None
+_route: Callable[[logging.Logger], tuple[TraceFileHandler | None, bool]] | None = None
 _report_lock = threading.Lock()
 
 
-def activate(direct: Callable[[logging.Logger], TraceFileHandler | None]) -> None:
+def activate(route: Callable[[logging.Logger], tuple[TraceFileHandler | None, bool]]) -> None:
     """Mark the trace file as installed; called by :mod:`corral.tracing._install`.
 
-    *direct* returns the trace file handler when it is the only thing a
-    ``TRACE`` record of a logger would reach (no other handler, no filter, the
-    default record factory): the record is then written straight to it, with
-    no ``LogRecord``. Otherwise records go through :meth:`logging.Logger.handle`.
+    *route* says where a ``TRACE`` record of a logger goes: the trace file
+    handler (or ``None``), and whether any other handler takes it. When only
+    the trace file does (the usual case), the line is written straight to it,
+    with no ``LogRecord``; otherwise a record is built once, written to the
+    file, and handed to :meth:`logging.Logger.handle` for the rest.
     """
-    global _state, _direct
-    _direct = direct
+    global _state, _route
+    _route = route
     _resolve_tracer()
     if _state != _OFF:
         _state = _ACTIVE
@@ -102,9 +103,9 @@ def stop() -> None:
 
 def reset() -> None:
     """Back to the state of a fresh import (tests only, through ``_install``)."""
-    global _state, _tracer, _tracer_resolved, _direct
+    global _state, _tracer, _tracer_resolved, _route
     _state = _PENDING
-    _direct = None
+    _route = None
     _tracer = None
     _tracer_resolved = False
 
@@ -116,22 +117,31 @@ def _resolve_tracer() -> None:
         _tracer_resolved = True
 
 
-def _first_use(logger: logging.Logger) -> None:
-    """Slow path while nothing is installed: look up OpenTelemetry, install the file.
-
-    The trace file is installed by the first use of a logger of the ``corral``
-    hierarchy; other loggers leave it alone (their records go wherever their
-    handlers send them).
-    """
+def _first_use() -> None:
+    """Slow path while nothing is installed: look up OpenTelemetry, install the file."""
     try:
         _resolve_tracer()
-        name = logger.name
-        if name == "corral" or name.startswith("corral."):
-            from . import _install
+        from . import _install
 
-            _install.install()
+        _install.install()
     except Exception as exc:
         turn_off(exc, "while installing the trace file")
+
+
+def _routes(logger: logging.Logger) -> tuple[TraceFileHandler | None, bool]:
+    route = _route
+    if route is None:  # no trace file: only the logger's own handlers
+        return None, logger.isEnabledFor(TRACE)
+    return route(logger)
+
+
+def _plain(sink: TraceFileHandler, logger: logging.Logger) -> bool:
+    """Whether a line may go straight to *sink*: no filter to run, no record factory to call."""
+    return (
+        not sink.filters
+        and not logger.filters
+        and logging.getLogRecordFactory() is logging.LogRecord
+    )
 
 
 def turn_off(exc: BaseException, doing: str) -> None:
@@ -235,11 +245,62 @@ def _process_name() -> str:
     return "MainProcess"
 
 
-def _log(logger: logging.Logger, msg: str, args: Any, fields: dict[str, Any] | None) -> None:
+def _deliver(
+    logger: logging.Logger, record: logging.LogRecord, sink: TraceFileHandler | None, others: bool
+) -> None:
+    """Deliver *record* as :meth:`logging.Logger.handle` would, the trace file included.
+
+    The logger's own filters run first (they may drop the record, or add
+    fields the file then shows); the trace file handler writes it whatever
+    the logger's handlers are, and the handlers it would reach by the usual
+    rules get it next (the trace file handler among them skips it).
+    """
+    if logger.filters:
+        passed: object = logger.filter(record)  # a replacement record, from Python 3.12
+        if not passed:
+            return
+        if isinstance(passed, logging.LogRecord):
+            record = passed
+    if sink is not None:
+        sink.write_record(record)
+        record._corral_written = True
+    if others:
+        logger.callHandlers(record)
+
+
+def _log(
+    logger: logging.Logger,
+    msg: str,
+    args: Any,
+    fields: dict[str, Any] | None,
+    sink: TraceFileHandler | None,
+    others: bool,
+) -> None:
     record = _new_record(logger.name, msg, args)
     if fields is not None:
         record.__dict__.update(fields)
-    logger.handle(record)
+    _deliver(logger, record, sink, others)
+
+
+def _make_record(
+    logger: logging.Logger, msg: str, args: Any, kwargs: dict[str, Any]
+) -> logging.LogRecord:
+    """The record ``logger.log(TRACE, msg, *args, **kwargs)`` would make (no caller lookup)."""
+    unknown = set(kwargs) - {"exc_info", "extra", "stack_info", "stacklevel"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) for logging: {', '.join(sorted(unknown))}")
+    exc_info = kwargs.get("exc_info")
+    if exc_info:
+        if isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        elif not isinstance(exc_info, tuple):
+            exc_info = sys.exc_info()
+    else:
+        exc_info = None
+    sinfo = "".join(traceback.format_stack()) if kwargs.get("stack_info") else None
+    return logger.makeRecord(
+        logger.name, TRACE, _SRCFILE, 0, msg, args, exc_info, _FUNCNAME, kwargs.get("extra"), sinfo
+    )
 
 
 # -- how an action ended ------------------------------------------------------------------
@@ -351,10 +412,11 @@ class _TraceAction:
         if _state != _ACTIVE:
             if _state == _OFF:
                 return
-            _first_use(self._logger)
+            _first_use()
             if _state == _OFF:
                 return
-        logged = self._logger.isEnabledFor(TRACE)
+        sink, others = _routes(self._logger)
+        logged = sink is not None or others
         tracer = _tracer
         if not logged and tracer is None:
             return
@@ -375,8 +437,7 @@ class _TraceAction:
             if tracer is not None:
                 self._span = _otel.ActionSpan(tracer, self._action, detail, trace_id, parent_id)
             if logged:
-                sink = _direct(self._logger) if _direct is not None else None
-                if sink is not None:
+                if sink is not None and not others and _plain(sink, self._logger):
                     self._json = sink.action_json(
                         self._action, detail, trace_id, parent_id, start_time
                     )
@@ -395,6 +456,8 @@ class _TraceAction:
                             "parent_id": parent_id,
                             "start_time": start_time,
                         },
+                        sink,
+                        others,
                     )
         except Exception as exc:
             turn_off(exc, f"at the start of action {self._action!r}")
@@ -420,8 +483,8 @@ class _TraceAction:
                 self._span.end(event, exc)
             if self._logged and _state != _OFF:
                 error = _error_fields(exc) if event == "error" and exc is not None else None
-                sink = _direct(self._logger) if _direct is not None else None
-                if sink is not None:
+                sink, others = _routes(self._logger)
+                if sink is not None and not others and _plain(sink, self._logger):
                     json = self._json
                     if json is None:  # the handlers changed since the enter record
                         json = sink.action_json(
@@ -446,7 +509,7 @@ class _TraceAction:
                     }
                     if error is not None:
                         fields.update(error)
-                    _log(self._logger, f"{action}: {detail} ({event})", None, fields)
+                    _log(self._logger, f"{action}: {detail} ({event})", None, fields, sink, others)
         except Exception as err:
             turn_off(err, f"at the end of action {self._action!r}")
 
@@ -527,19 +590,19 @@ def trace_message(
     if _state != _ACTIVE:
         if _state == _OFF:
             return
-        _first_use(logger)
+        _first_use()
         if _state == _OFF:
             return
-    if not logger.isEnabledFor(TRACE):
+    sink, others = _routes(logger)
+    if sink is None and not others:
         return
     try:
+        msg = f"[{category}] {message}"
         if kwargs:
-            logger.log(TRACE, f"[{category}] {message}", *args, **kwargs)
-            return
-        sink = _direct(logger) if _direct is not None else None
-        if sink is not None:
-            sink.write_message(f"[{category}] {message}", args)
+            _deliver(logger, _make_record(logger, msg, args, kwargs), sink, others)
+        elif sink is not None and not others and _plain(sink, logger):
+            sink.write_message(msg, args)
         else:
-            _log(logger, f"[{category}] {message}", args, None)
+            _log(logger, msg, args, None, sink, others)
     except Exception as exc:
         turn_off(exc, f"logging a {category!r} message")

@@ -146,7 +146,8 @@ class TraceFileHandler(logging.Handler):
         if self.filters and not self.filter(record):
             return False
         level = record.levelno
-        if level >= self.threshold:
+        # A record trace_action or trace_message wrote already is only passed on.
+        if level >= self.threshold and not getattr(record, "_corral_written", False):
             self.emit(record)
         logger = self.logger
         if logger is not None and self._saved_propagate:
@@ -178,19 +179,21 @@ class TraceFileHandler(logging.Handler):
         if not found and last_resort is not None and record.levelno >= last_resort.level:
             last_resort.handle(record)
 
-    def takes_trace_alone(self) -> bool:
-        """Whether ``TRACE`` records are written here and not forwarded above the logger."""
-        if self.filters or self.threshold > TRACE:
-            return False
-        if logging.getLogRecordFactory() is not logging.LogRecord:
-            return False
+    def forwards(self, level: int) -> bool:
+        """Whether records of *level* go on to the handlers above the logger (:meth:`attach`)."""
         logger = self.logger
         if logger is None or not self._saved_propagate:
-            return logger is not None
+            return False
         wanted = self._saved_level
         if wanted == logging.NOTSET and logger.parent is not None:
             wanted = logger.parent.getEffectiveLevel()
-        return wanted > TRACE
+        return level >= wanted
+
+    def write_record(self, record: logging.LogRecord) -> None:
+        """Write *record* to the file (if the handler's filters let it), and nowhere else."""
+        if self.filters and not self.filter(record):
+            return
+        self.emit(record)
 
     # -- records ------------------------------------------------------------------------
 

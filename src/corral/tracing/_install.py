@@ -139,34 +139,56 @@ def install() -> Path:
                 atexit.register(_at_exit)
                 _atexit_registered = True
         path = _handler.path
-    _actions.activate(direct_handler)
+    _actions.activate(route)
     return path
 
 
-def direct_handler(logger: logging.Logger) -> TraceFileHandler | None:
-    """The handler, if a ``TRACE`` record of *logger* would reach it and nothing else.
+def route(logger: logging.Logger) -> tuple[TraceFileHandler | None, bool]:
+    """Where a ``TRACE`` record of *logger* goes, as ``(trace file handler or None, others)``.
 
-    Then ``trace_action`` and ``trace_message`` write their lines straight to
-    it, without building a ``LogRecord`` nobody else would see.
+    The trace file takes the ``TRACE`` records of every logger, whatever its
+    handlers, unless the logger, or an ancestor below the root, was set to a
+    level above ``TRACE`` (or logging is disabled at that level): the root's
+    own level does not count, as ``inspect_ai`` lowers it for its trace file
+    and corral does not touch it. *others* says whether a handler other than
+    the trace file would take the record by the usual rules of
+    :mod:`logging` (so a console at ``WARNING`` never sees ``TRACE`` lines).
     """
     handler = _handler
-    if handler is None or not handler.takes_trace_alone():
-        return None
-    top = handler.logger
+    if handler is None:
+        return None, logger.isEnabledFor(TRACE)
+    sink = handler if handler.threshold <= TRACE and _traced(logger) else None
+    return sink, _reaches_others(logger, handler)
+
+
+def _traced(logger: logging.Logger) -> bool:
+    """Whether *logger* lets ``TRACE`` records through, not counting the root's level."""
+    if logger.disabled or logger.manager.disable >= TRACE:
+        return False
+    root = logging.root
     current: logging.Logger | None = logger
-    while current is not top:
-        if (
-            current is None
-            or current.handlers
-            or current.filters
-            or current.disabled
-            or not current.propagate
-        ):
-            return None
+    while current is not None and current is not root:
+        if current.level:
+            return current.level <= TRACE
         current = current.parent
-    if top is None or top.filters or top.disabled or len(top.handlers) != 1:
-        return None
-    return handler
+    return True
+
+
+def _reaches_others(logger: logging.Logger, handler: TraceFileHandler) -> bool:
+    """Whether a ``TRACE`` record of *logger* would reach a handler other than *handler*."""
+    if not logger.isEnabledFor(TRACE):
+        return False
+    current: logging.Logger | None = logger
+    while current is not None:
+        for other in current.handlers:
+            if other is not handler and other.level <= TRACE:
+                return True
+        if current is handler.logger:  # it passes records on by its own rule
+            return handler.forwards(TRACE)
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False  # logging.lastResort takes WARNING and up only
 
 
 def uninstall() -> None:
