@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from corral.sandboxes._local import LocalSandboxEnvironment
-from corral.sandboxes._proxy import SandboxEnvironmentProxy
 from corral.sandboxes.testing import SandboxConformance
 from corral.util import SandboxEnvironment
 
@@ -20,17 +19,5 @@ class TestLocalConformance(SandboxConformance):
         environments = await LocalSandboxEnvironment.sample_init("conformance", None, {})
         try:
             yield environments["default"]
-        finally:
-            await LocalSandboxEnvironment.sample_cleanup("conformance", None, environments, False)
-
-
-class TestLocalConformanceThroughTheProxy(SandboxConformance):
-    """What samples see: the provider wrapped in the runtime's proxy."""
-
-    @pytest.fixture
-    async def sandbox_env(self) -> AsyncIterator[SandboxEnvironment]:
-        environments = await LocalSandboxEnvironment.sample_init("conformance", None, {})
-        try:
-            yield SandboxEnvironmentProxy(environments["default"])
         finally:
             await LocalSandboxEnvironment.sample_cleanup("conformance", None, environments, False)

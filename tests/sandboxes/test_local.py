@@ -15,6 +15,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
+import corral
 from corral.sandboxes._local import MARKER_ENV, LocalSandboxEnvironment
 from corral.sandboxes._proxy import SandboxEnvironmentProxy
 from corral.util import (
@@ -23,6 +24,7 @@ from corral.util import (
     SandboxTimeoutError,
     SandboxUnavailableError,
     override_sandbox_output_limit,
+    sandbox,
     subprocess,
 )
 
@@ -146,6 +148,33 @@ async def test_timeout_through_the_proxy(local: LocalSandboxEnvironment, no_left
     ) as info:
         await env.exec(["sh", "-c", f"echo started; exec sleep {no_leftovers}"], timeout=0.2)
     assert info.value.truncated_output == "started\n"
+
+
+async def test_waiting_for_a_subprocess_slot_does_not_count_against_the_timeout(
+    fifo: Fifo, tmp_path: Path
+) -> None:
+    """As with ``subprocess()``, an exec's timeout counts while it runs, not while it waits."""
+    release = Fifo(tmp_path / "release")
+    try:
+        async with corral.task("t", sandbox="local", max_subprocesses=1) as task, task.sample(1):
+            env = sandbox()
+            result: list[Any] = []
+
+            async def waiter() -> None:
+                result.append(await env.exec(["echo", "ran"], timeout=0.3))
+
+            async with anyio.create_task_group() as tg:
+                # The only slot is held by a command that waits to be released.
+                tg.start_soon(
+                    env.exec, ["sh", "-c", f"{fifo.shell_ready()}; read l < '{release.path}'"]
+                )
+                await fifo.wait()
+                tg.start_soon(waiter)
+                await anyio.sleep(0.6)  # twice the timeout, all of it spent waiting for the slot
+                os.write(release.fd, b"\n")
+        assert result[0].stdout == "ran\n"
+    finally:
+        release.close()
 
 
 async def test_cancellation_mid_exec_leaves_no_process(

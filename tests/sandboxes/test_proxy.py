@@ -251,6 +251,90 @@ async def test_other_errors_pass_unchanged(record: Transcript) -> None:
     assert events(record) == []
 
 
+class Counting(MemorySandboxEnvironment):
+    """Counts the calls that reach the provider."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def exec(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return await super().exec(*args, **kwargs)
+
+    async def read_file(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return await super().read_file(*args, **kwargs)
+
+    async def write_file(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return await super().write_file(*args, **kwargs)
+
+
+BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], type[Exception], str]] = [
+    ("exec", (["echo", 1],), {}, TypeError, r"^cmd\[1\] must be a str, got int$"),
+    ("exec", ([],), {}, ValueError, "^cmd must not be an empty list$"),
+    ("exec", (("echo", b"x"),), {}, TypeError, r"^cmd\[1\] must be a str, got bytes$"),
+    ("exec", (["true"],), {"input": 3}, TypeError, "^input must be str, bytes or None, got int$"),
+    ("exec", (["true"],), {"cwd": 1}, TypeError, "^cwd must be a str or None, got int$"),
+    ("exec", (["true"],), {"env": ["A=1"]}, TypeError, "^env must be a mapping"),
+    ("exec", (["true"],), {"env": {"A": 1}}, TypeError, r"^env\['A'\] must be a str, got int$"),
+    ("exec", (["true"],), {"env": {1: "a"}}, TypeError, "^env keys must be str, got 1$"),
+    ("exec", (["true"],), {"user": 0}, TypeError, "^user must be a str or None, got int$"),
+    ("exec", (["true"],), {"timeout": -1}, ValueError, "^timeout must be >= 0 seconds"),
+    ("exec", (["true"],), {"timeout": "1"}, TypeError, "^timeout must be a number of seconds"),
+    ("exec", (["true"],), {"timeout_retry": None}, TypeError, "^timeout_retry must be a bool"),
+    ("write_file", (5, "x"), {}, TypeError, "^file must be a str, got int$"),
+    ("write_file", ("", "x"), {}, ValueError, "^file must not be empty$"),
+    ("write_file", ("f", 5), {}, TypeError, "^contents must be str or bytes, got int$"),
+    ("read_file", (5,), {}, TypeError, "^file must be a str, got int$"),
+    ("read_file", ("f",), {"text": "yes"}, TypeError, "^text must be a bool, got str$"),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "kwargs", "error", "match"), BAD_CALLS)
+async def test_bad_arguments_are_refused_before_the_provider_is_called(
+    record: Transcript,
+    method: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    error: type[Exception],
+    match: str,
+) -> None:
+    """Regression: bad arguments failed inside the proxy with TypeErrors of shlex or len()."""
+    inner = Counting()
+    with pytest.raises(error, match=match):
+        await getattr(SandboxEnvironmentProxy(inner), method)(*args, **kwargs)
+    assert inner.calls == 0
+    assert events(record) == []
+
+
+async def test_the_provider_gets_the_checked_arguments(record: Transcript) -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    class Seeing(MemorySandboxEnvironment):
+        async def exec(
+            self,
+            cmd: Any,
+            input: Any = None,
+            cwd: Any = None,
+            env: Any = None,
+            user: Any = None,
+            timeout: Any = None,
+            timeout_retry: bool = True,
+        ) -> Any:
+            seen.append((cmd, input, env))
+            return await super().exec(cmd, input, cwd, env, user, timeout, timeout_retry)
+
+    env_in = {"A": "1"}
+    await SandboxEnvironmentProxy(Seeing()).exec(("echo", "x"), input=bytearray(b"in"), env=env_in)  # type: ignore[arg-type]
+    ((cmd, data, env),) = seen
+    assert cmd == ["echo", "x"]
+    assert data == bytearray(b"in")
+    assert env == env_in
+    assert env is not env_in  # a copy: the caller's dict may change while it runs
+
+
 async def test_cmd_must_be_a_list() -> None:
     with pytest.raises(TypeError, match=r"\['sh', '-c', 'echo hi'\]"):
         await proxy().exec("echo hi")  # type: ignore[arg-type]

@@ -129,6 +129,34 @@ def test_clobber_is_needed_to_override() -> None:
     assert sandbox_class("memory") is Other
 
 
+CELL = """
+from corral.sandboxes.testing import MemorySandboxEnvironment
+from corral.util import sandboxenv
+
+@sandboxenv("cell")
+class CellSandbox(MemorySandboxEnvironment):
+    pass
+"""
+
+
+def test_a_class_defined_again_replaces_the_old_one() -> None:
+    """Regression: a notebook cell run twice (or a test module imported under two backends).
+
+    The same ``module:qualname`` defined again raised "already registered";
+    it replaces the old class. A different class still needs ``clobber=True``.
+    """
+    first: dict[str, Any] = {"__name__": "notebook_cell"}
+    again: dict[str, Any] = {"__name__": "notebook_cell"}
+    exec(compile(CELL, "<cell>", "exec"), first)
+    exec(compile(CELL, "<cell>", "exec"), again)
+    assert first["CellSandbox"] is not again["CellSandbox"]
+    assert sandbox_class("cell") is again["CellSandbox"]
+    elsewhere: dict[str, Any] = {"__name__": "another_module"}
+    with pytest.raises(ValueError, match=r"'cell' is already registered \(to notebook_cell:Cell"):
+        exec(compile(CELL, "<other>", "exec"), elsewhere)
+    assert sandbox_class("cell") is again["CellSandbox"]
+
+
 def test_same_registration_twice_is_fine() -> None:
     register_sandbox("memory", MEMORY)
     register_sandbox("memory", MEMORY)

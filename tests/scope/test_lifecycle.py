@@ -16,6 +16,7 @@ from corral.sandboxes._environment import SandboxEnvironment
 from corral.sandboxes._lookup import sandbox
 from corral.sandboxes._memory import MemorySandboxEnvironment
 from corral.sandboxes._registry import sandboxenv
+from corral.util import concurrency_status
 
 pytestmark = pytest.mark.anyio
 
@@ -220,3 +221,31 @@ async def test_max_sandboxes_is_per_task(provider: str) -> None:
     await run_task("one", 1)
     await run_task("three", 3)
     assert peaks == {"one": 1, "three": 3}
+
+
+async def test_task_sandbox_limits_live_only_as_long_as_their_task(provider: str) -> None:
+    """Regression: per-task max_sandboxes limiters stayed in the loop's registry, keyed by id().
+
+    After 300 sequential tasks, 217 were listed by concurrency_status(), and a
+    new task sometimes got an older task's limit when CPython reused an id.
+    """
+    for n in range(300):
+        limit = 1 + n % 3
+        async with (
+            corral.task("t", sandbox=provider, max_sandboxes=limit) as task,
+            task.sample(n),
+        ):
+            assert concurrency_status()[f"sandboxes/{provider}"] == (1, limit)
+        assert [name for name in concurrency_status() if name.startswith("sandboxes/")] == []
+
+
+async def test_two_tasks_of_one_name_each_show_their_own_limit(provider: str) -> None:
+    async with (
+        corral.task("same", sandbox=provider, max_sandboxes=2) as first,
+        corral.task("same", sandbox=provider, max_sandboxes=5) as second,
+        first.sample(1),
+        second.sample(2),
+    ):
+        limits = {k: v for k, v in concurrency_status().items() if k.startswith("sandboxes/")}
+        assert sorted(limits.values()) == [(1, 2), (1, 5)]
+    assert not [k for k in concurrency_status() if k.startswith("sandboxes/")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import anyio
@@ -146,3 +147,22 @@ async def test_negative_time_limit_is_refused() -> None:
     async with corral.task("t") as task:
         with pytest.raises(ValueError, match="time_limit must be >= 0"):
             task.sample(1, time_limit=-1)
+
+
+async def test_a_failing_span_exit_does_not_leave_the_time_limit_behind() -> None:
+    """Bug 1: the sample's time-limit scope was never exited when its span exit raised.
+
+    The deadline went on applying to the rest of the task body, then trio
+    reported "Cancel scope stack corrupted" (asyncio: a cancel scope exited in
+    the wrong task).
+    """
+    async with corral.task("t") as task:
+        assert anyio.current_effective_deadline() == math.inf
+        value: list[object] = [1]
+        with pytest.raises(TypeError, match="no longer JSON-serialisable"):  # noqa: PT012
+            async with task.sample(1, time_limit=5):
+                store().set("k", value)
+                value.append(object())  # changed in place into something that is not JSON
+        assert anyio.current_effective_deadline() == math.inf
+        await anyio.lowlevel.checkpoint()
+    assert anyio.current_effective_deadline() == math.inf

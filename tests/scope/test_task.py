@@ -6,6 +6,7 @@ import os
 import sys
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 
@@ -164,6 +165,44 @@ async def test_a_task_is_entered_once() -> None:
             pass
     with pytest.raises(RuntimeError, match="not running"):
         scope.start_soon(anyio.sleep, 0)
+
+
+def test_task_settings_are_read_only() -> None:
+    """Regression: ``t.max_subprocesses = 0`` before entry gave a 0-slot limiter, unchecked."""
+    task = corral.task("t", max_subprocesses=2, kill_grace=0.5, max_sandboxes=3)
+    with pytest.raises(AttributeError):
+        task.max_subprocesses = 0  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        task.kill_grace = -3  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        task.name = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        task.sandbox = None  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        task.anything = 1  # type: ignore[attr-defined]
+    assert (task.name, task.max_subprocesses, task.kill_grace, task.max_sandboxes) == (
+        "t",
+        2,
+        0.5,
+        3,
+    )
+    assert task.sandbox is None
+    assert task.sandbox_cleanup is True
+
+
+async def test_start_takes_the_arguments_its_function_does() -> None:
+    async def server(port: int, *, task_status: anyio.abc.TaskStatus[str]) -> None:
+        task_status.started(f"listening on {port}")
+
+    async with corral.task("t") as task:
+        assert await task.start(server, 8080) == "listening on 8080"
+
+    async def not_run(task: corral.Task) -> None:
+        # Checked by mypy (strict: an ignore that is not needed is an error).
+        await task.start(server, "8080")  # type: ignore[arg-type]
+        await task.start(anyio.sleep, 1)  # type: ignore[arg-type]
+
+    assert not_run is not None
 
 
 def test_task_has_no_public_constructor() -> None:

@@ -46,7 +46,7 @@ which is meant for test suites.
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import pytest
@@ -215,6 +215,25 @@ class SandboxConformance:
         with pytest.raises(UnicodeDecodeError):
             await sandbox.read_file("bad.txt")
         assert await sandbox.read_file("bad.txt", text=False) == b"ok \xff\xfe not utf-8"
+
+    async def test_bad_arguments_name_the_parameter(self, sandbox: SandboxEnvironment) -> None:
+        env: Any = sandbox  # called as untyped code would call it
+        bad: list[tuple[Any, type[Exception], str]] = [
+            (lambda: env.exec(["echo", 1]), TypeError, r"cmd\[1\] must be a str"),
+            (lambda: env.exec("echo hi"), TypeError, "cmd must be a list"),
+            (lambda: env.exec([]), ValueError, "cmd must not be an empty list"),
+            (lambda: env.exec(["true"], input=3), TypeError, "input must be str, bytes"),
+            (lambda: env.exec(["true"], env={"A": 1}), TypeError, r"env\['A'\]"),
+            (lambda: env.exec(["true"], timeout=-1), ValueError, "timeout must be >= 0"),
+            (lambda: env.write_file(5, "x"), TypeError, "file must be a str"),
+            (lambda: env.write_file("f", 5), TypeError, "contents must be str or bytes"),
+            (lambda: env.read_file(5), TypeError, "file must be a str"),
+        ]
+        for call, error, match in bad:
+            with pytest.raises(error, match=match):
+                await call()
+        with pytest.raises(FileNotFoundError):
+            await sandbox.read_file("f")  # nothing was written by the refused write_file
 
     # -- exec ---------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from corral.sandboxes._proxy import SandboxEnvironmentProxy
 from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
 from corral.sandboxes.testing import SandboxConformance
 from corral.util import SandboxEnvironment
@@ -23,7 +22,6 @@ class TestSSHConformance(SandboxConformance):
         config = sshd.sandbox_config()
         environments = await SSHSandboxEnvironment.sample_init("conformance", config, {})
         try:
-            # Through the proxy, as samples see it.
-            yield SandboxEnvironmentProxy(environments["default"])
+            yield environments["default"]  # the suite wraps it in the proxy
         finally:
             await SSHSandboxEnvironment.sample_cleanup("conformance", config, environments, False)
