@@ -84,3 +84,14 @@ def test_unknown_backend_is_refused() -> None:
     result = CliRunner().invoke(main, ["demo", "--backend", "curio"])
     assert result.exit_code == 2
     assert "curio" in result.output
+
+
+def test_demo_with_a_misconfigured_sandbox_says_so_once(tmp_path: Path) -> None:
+    """Regression: ``corral demo --sandbox ssh`` printed the same ValueError once per sample."""
+    result = CliRunner().invoke(
+        main, ["demo", "--sandbox", "ssh", "--samples", "20", "--logs", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert result.output.count("the ssh sandbox needs a configuration") == 1
+    assert "Traceback" not in result.output
+    assert "Error: the sandbox 'ssh' could not be set up" in result.output

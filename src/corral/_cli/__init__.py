@@ -80,10 +80,14 @@ def demo(backend: str, samples: int, sandbox: Any, max_sandboxes: int, logs: Pat
     and one sample hits its time limit on purpose) and no process was left
     behind; 1 otherwise.
     """
-    from ._demo import DemoConfig, run_demo
+    from ._demo import DemoConfig, DemoSetupError, run_demo
 
     config = DemoConfig(backend, samples, sandbox, max_sandboxes, logs)
-    raise SystemExit(run_demo(config))
+    try:
+        status = run_demo(config)
+    except DemoSetupError as exc:
+        raise click.ClickException(str(exc)) from None
+    raise SystemExit(status)
 
 
 main.add_command(trace)

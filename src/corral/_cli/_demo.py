@@ -14,6 +14,7 @@ file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -39,6 +40,7 @@ from corral.util import (
     ExecResult,
     SandboxEnvironmentSpec,
     SandboxTimeoutError,
+    SandboxUnavailableError,
     StoreModel,
     concurrency_status,
     sandbox,
@@ -51,7 +53,7 @@ from corral.util._display import registered_live
 if TYPE_CHECKING:
     from corral import Sample
 
-__all__ = ["DemoConfig", "DemoProgress", "parse_sandbox_spec", "run_demo"]
+__all__ = ["DemoConfig", "DemoProgress", "DemoSetupError", "parse_sandbox_spec", "run_demo"]
 
 #: Seconds the deliberately slow command may run before its exec times out.
 EXEC_TIMEOUT = 0.3
@@ -308,24 +310,37 @@ async def _refresh(live: Live, report: _Report, started: float) -> None:
         await anyio.sleep(0.1)
 
 
+class DemoSetupError(Exception):
+    """The demo's task could not start: its sandbox could not be set up (a one-line message)."""
+
+
 async def _main(report: _Report, live: Live) -> None:
     config = report.config
     started = time.monotonic()
-    async with anyio.create_task_group() as display:
-        display.start_soon(_refresh, live, report, started)
-        async with corral.task(
-            "demo", sandbox=config.sandbox, max_sandboxes=config.max_sandboxes
-        ) as task:
-            # The two samples designed to time out get their sandboxes first,
-            # so that their limits fire while their commands run.
-            special = [config.timeout_sample(), config.limited_sample()]
-            for id in special:
-                if id is not None:
-                    await task.start(_run_sample, task, id, report)
-            for id in range(1, config.samples + 1):
-                if id not in special:
-                    task.start_soon(_run_sample, task, id, report)
-        display.cancel_scope.cancel("the demo task finished")
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            # Entering the task runs the sandbox's task_init: a configuration error
+            # surfaces here, once, before any sample starts.
+            task = await stack.enter_async_context(
+                corral.task("demo", sandbox=config.sandbox, max_sandboxes=config.max_sandboxes)
+            )
+        except (ValueError, OSError, SandboxUnavailableError) as exc:
+            raise DemoSetupError(
+                f"the sandbox {config.sandbox.type!r} could not be set up: {exc}"
+            ) from exc
+        async with anyio.create_task_group() as display:
+            display.start_soon(_refresh, live, report, started)
+            async with anyio.create_task_group() as samples:
+                # The two samples designed to time out get their sandboxes first,
+                # so that their limits fire while their commands run.
+                special = [config.timeout_sample(), config.limited_sample()]
+                for id in special:
+                    if id is not None:
+                        await samples.start(_run_sample, task, id, report)
+                for id in range(1, config.samples + 1):
+                    if id not in special:
+                        samples.start_soon(_run_sample, task, id, report)
+            display.cancel_scope.cancel("the demo's samples finished")
     _poll(report)
     live.update(_status(report, started), refresh=True)
 
@@ -393,6 +408,10 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
         0 when every sample behaved as designed (the deliberate timeout and
         time limit included), no process was left behind and every log was
         written; 1 otherwise.
+
+    Raises:
+        DemoSetupError: The task's sandbox could not be set up (its
+            configuration is wrong, or no host can be reached).
     """
     console = console if console is not None else Console()
     log_dir = config.logs / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
@@ -401,10 +420,12 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
     already_running = _live_descendants()
     started = time.monotonic()
     live = Live(_status(report, started), console=console, auto_refresh=False)
-    with live, registered_live(live):
-        anyio.run(_main, report, live, backend=config.backend)
-    if not console.is_terminal:
-        console.line()  # rich ends its last frame with a newline only on a terminal
+    try:
+        with live, registered_live(live):
+            anyio.run(_main, report, live, backend=config.backend)
+    finally:
+        if not console.is_terminal:
+            console.line()  # rich ends its last frame with a newline only on a terminal
     elapsed = time.monotonic() - started
     # Only what the demo started counts (a test's server, say, was there before).
     table, ok = _summary(report, elapsed, len(_live_descendants() - already_running))
