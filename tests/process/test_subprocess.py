@@ -10,8 +10,7 @@ import pytest
 
 import corral
 from corral.util import ExecResult, concurrency_status, subprocess
-
-from ..conftest import make_file, open_fd_count, python
+from tests.conftest import make_file, open_fd_count, python
 
 pytestmark = pytest.mark.anyio
 

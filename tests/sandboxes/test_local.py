@@ -27,8 +27,7 @@ from corral.util import (
     sandbox,
     subprocess,
 )
-
-from ..conftest import Fifo, processes_matching
+from tests.conftest import Fifo, processes_matching
 
 pytestmark = pytest.mark.anyio
 
@@ -144,9 +143,9 @@ async def test_timeout_through_the_proxy(local: LocalSandboxEnvironment, no_left
     """The proxy's timeout cancels the local command; what it printed is kept."""
     env = SandboxEnvironmentProxy(local)
     with pytest.raises(
-        SandboxTimeoutError, match=r"^Command .*sleep.* timed out after 0.2 seconds$"
+        SandboxTimeoutError, match=r"^Command .*sleep.* timed out after 1 seconds$"
     ) as info:
-        await env.exec(["sh", "-c", f"echo started; exec sleep {no_leftovers}"], timeout=0.2)
+        await env.exec(["sh", "-c", f"echo started; exec sleep {no_leftovers}"], timeout=1.0)
     assert info.value.truncated_output == "started\n"
 
 
@@ -161,7 +160,7 @@ async def test_waiting_for_a_subprocess_slot_does_not_count_against_the_timeout(
             result: list[Any] = []
 
             async def waiter() -> None:
-                result.append(await env.exec(["echo", "ran"], timeout=0.3))
+                result.append(await env.exec(["echo", "ran"], timeout=1.0))
 
             async with anyio.create_task_group() as tg:
                 # The only slot is held by a command that waits to be released.
@@ -170,7 +169,7 @@ async def test_waiting_for_a_subprocess_slot_does_not_count_against_the_timeout(
                 )
                 await fifo.wait()
                 tg.start_soon(waiter)
-                await anyio.sleep(0.6)  # twice the timeout, all of it spent waiting for the slot
+                await anyio.sleep(1.5)  # longer than the timeout, all of it spent waiting
                 os.write(release.fd, b"\n")
         assert result[0].stdout == "ran\n"
     finally:

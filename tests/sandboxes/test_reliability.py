@@ -26,8 +26,7 @@ from corral.sandboxes._environment import SandboxEnvironment
 from corral.sandboxes._local import LocalSandboxEnvironment
 from corral.sandboxes._lookup import sandbox
 from corral.sandboxes._registry import sandboxenv
-
-from ..conftest import Fifo, processes_matching, unique_sleep
+from tests.conftest import Fifo, processes_matching, unique_sleep
 
 pytestmark = pytest.mark.anyio
 

@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -36,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["OpenSSHServer", "SSHServerUnavailable"]
+__all__ = ["DEFAULT_USERS", "OpenSSHServer", "SSHServerUnavailable"]
 
 _SSHD = "/usr/sbin/sshd"
 _PRIVSEP_DIR = Path("/run/sshd")
@@ -51,6 +52,11 @@ _LOCK_DIRECTORY = Path("/run/lock")
 _LOCK_TIMEOUT = 30.0
 _KILL_TIMEOUT = 5.0
 _POLL_INTERVAL = 0.01
+#: Ports below the ephemeral range that a server may take, and how many to try.
+_PORT_SPAN = 8000
+_PORT_TRIES = 200
+#: The users a server takes by default: the first (login, other) pair nobody holds.
+DEFAULT_USERS = [(f"corral-ssh-test{i}", f"corral-ssh-other{i}") for i in range(8)]
 
 
 class SSHServerUnavailable(RuntimeError):
@@ -87,22 +93,31 @@ class OpenSSHServer:
         self,
         directory: Path,
         *,
-        username: str = "corral-ssh-test",
-        other_username: str = "corral-ssh-other",
+        username: str | None = None,
+        other_username: str | None = None,
         max_sessions: int = 10,
     ) -> None:
         """Describe a server; nothing happens on the machine before :meth:`start`.
 
         Args:
             directory: Where to put keys, configuration and logs (created if missing).
-            username: The login user (created if missing).
-            other_username: The user :attr:`username` may sudo to (created if missing).
+            username: The login user (created if missing). By default the first
+                :meth:`start` takes the first pair of :data:`DEFAULT_USERS` that
+                no other process holds, so concurrent test sessions on one
+                machine never share (or kill) each other's users.
+            other_username: The user :attr:`username` may sudo to (created if
+                missing); given with *username*, or not at all.
             max_sessions: sshd's ``MaxSessions``: channels allowed per connection.
 
         Raises:
             ValueError: A username is not a plain lowercase POSIX name, both are
-                the same, or *max_sessions* is not positive.
+                the same, only one is given, or *max_sessions* is not positive.
         """
+        if (username is None) != (other_username is None):
+            raise ValueError("give both username and other_username, or neither")
+        self._auto_users = username is None
+        if username is None or other_username is None:
+            username, other_username = DEFAULT_USERS[0]
         for name in (username, other_username):
             if not _USERNAME.fullmatch(name):
                 raise ValueError(f"not a plain POSIX username: {name!r}")
@@ -129,6 +144,7 @@ class OpenSSHServer:
         self._log_offset = 0
         self._prepared = False
         self._locked = False
+        self._port_lock: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     # -- public API ---------------------------------------------------------------
@@ -171,7 +187,10 @@ class OpenSSHServer:
             return
         self._check_machine()
         if not self._locked:
-            _lock_users(self.username, self.other_username)
+            if self._auto_users:
+                self.username, self.other_username = _lock_free_pair()
+            else:
+                _lock_users(self.username, self.other_username)
             self._locked = True
         if not self._prepared:
             self._prepare()
@@ -179,15 +198,17 @@ class OpenSSHServer:
         if self._port is not None:
             self._launch()
             return
-        # First start: the free port we picked may be taken before sshd binds it.
+        # First start: a port outside the ephemeral range (no client connection
+        # is ever given it) that no other test sshd of this machine holds, kept
+        # across restarts. Something else may still take it before sshd binds it.
         for attempt in range(3):
-            self._port = _free_port(self.host)
+            self._port, self._port_lock = _reserve_port(self.host)
             try:
                 self._write_port_files()
                 self._launch()
             except SSHServerUnavailable:
                 in_use = "Address already in use" in self._read_log()
-                self._port = None
+                self._release_port()
                 if attempt == 2 or not in_use:
                     raise
             else:
@@ -312,6 +333,7 @@ class OpenSSHServer:
         try:
             self.stop()
         finally:
+            self._release_port()
             if self._locked:
                 self._locked = False
                 _unlock_users(self.username, self.other_username)
@@ -422,6 +444,12 @@ class OpenSSHServer:
 
     # -- running ------------------------------------------------------------------
 
+    def _release_port(self) -> None:
+        self._port = None
+        lock, self._port_lock = self._port_lock, None
+        if lock is not None:
+            _unlock(lock)
+
     def _launch(self) -> None:
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as log:
@@ -447,6 +475,12 @@ class OpenSSHServer:
                     f"{_START_TIMEOUT:g} s; its log ({self.log_file}):\n{self._read_log()}"
                 )
             time.sleep(_POLL_INTERVAL * 2)
+        if self._process.poll() is not None:  # someone else answered on the port
+            self._process = None
+            raise SSHServerUnavailable(
+                f"sshd exited although {self.host}:{self.port} answered (another server "
+                f"holds the port?); its log ({self.log_file}):\n{self._read_log()}"
+            )
 
     def _answers(self) -> bool:
         """Whether the port accepts a TCP connection and sends an SSH banner."""
@@ -518,13 +552,49 @@ def _lock_users(*names: str) -> None:
 
 def _unlock_users(*names: str) -> None:
     for name in names:
-        path = _lock_path(name)
-        held = _held_locks.get(path)
-        if held is not None:
-            held[1] -= 1
-            if held[1] == 0:
-                del _held_locks[path]
-                os.close(held[0])  # releases the flock
+        _unlock(_lock_path(name))
+
+
+def _unlock(path: Path) -> None:
+    held = _held_locks.get(path)
+    if held is not None:
+        held[1] -= 1
+        if held[1] == 0:
+            del _held_locks[path]
+            os.close(held[0])  # releases the flock
+
+
+def _lock_free_pair() -> tuple[str, str]:
+    """Lock the first pair of :data:`DEFAULT_USERS` no other process holds, and return it.
+
+    When every pair is held, wait for the first one (as :func:`_lock_users` does).
+    """
+    for pair in DEFAULT_USERS:
+        paths = [_lock_path(name) for name in sorted(pair)]
+        if not _try_lock(paths[0]):
+            continue
+        if _try_lock(paths[1]):
+            return pair
+        _unlock(paths[0])
+    _lock_users(*DEFAULT_USERS[0])
+    return DEFAULT_USERS[0]
+
+
+def _try_lock(path: Path) -> bool:
+    """Take the flock of *path* if nobody holds it (re-entrantly); never wait."""
+    if path in _held_locks:
+        _held_locks[path][1] += 1
+        return True
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held_locks[path] = [fd, 1]
+    return True
 
 
 def _lock_path(name: str) -> Path:
@@ -575,11 +645,38 @@ def _quote(path: Path | str) -> str:
     return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (what port 0 and clients get)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _reserve_port(host: str) -> tuple[int, Path]:
+    """A port below the ephemeral range that binds now, and the lock held on it.
+
+    Ports handed out for port 0, and the local ports of outgoing connections,
+    come from the ephemeral range: a port below it is not taken behind our back
+    between a stop and a restart. The lock keeps other test servers of this
+    machine off it.
+    """
+    low = _ephemeral_low()
+    first = max(1024, low - _PORT_SPAN)
+    candidates = list(range(first, low))
+    random.shuffle(candidates)
+    for port in candidates[:_PORT_TRIES]:
+        path = _lock_path(f"port-{port}")
+        if not _try_lock(path):
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                _unlock(path)
+                continue
+        return port, path
+    raise SSHServerUnavailable(f"no free port for sshd in {first}-{low - 1} on {host}")
 
 
 def _ensure_user(name: str) -> None:

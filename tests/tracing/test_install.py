@@ -432,7 +432,9 @@ def test_a_chosen_trace_file_is_never_rotated(trace_path: Path) -> None:
 
 def test_the_flusher_writes_within_the_period(trace_path: Path) -> None:
     trace_message(LOG, "Flush", "soon")
-    written_by = time.monotonic() + _handler.FLUSH_INTERVAL + 2.0
+    # Polled: the flusher thread's write has no event to await. The deadline
+    # is generous, for a loaded machine; a pass costs one flush period.
+    written_by = time.monotonic() + _handler.FLUSH_INTERVAL + 30.0
     while not trace_path.stat().st_size:
         assert time.monotonic() < written_by, "the flusher did not write the record"
         time.sleep(0.02)
@@ -462,13 +464,11 @@ def test_exit_gzips_the_file(trace_path: Path, tmp_path: Path) -> None:
 
 
 def test_sigkill_loses_at_most_the_last_second(trace_path: Path, tmp_path: Path) -> None:
-    """Records older than the flush period are on disk when the process is killed."""
+    """Records reach the disk by the flusher alone, so a SIGKILL loses only what is newer."""
     code = write_actions_code(
         100,
         """
         print("traced", flush=True)
-        time.sleep(1.5)
-        print("slept", flush=True)
         time.sleep(300)
         """,
     )
@@ -480,7 +480,12 @@ def test_sigkill_loses_at_most_the_last_second(trace_path: Path, tmp_path: Path)
     ) as child:
         assert child.stdout is not None
         assert child.stdout.readline() == "traced\n"
-        assert child.stdout.readline() == "slept\n"
+        # The child neither flushes nor exits: only its flusher thread writes.
+        # Polled (no event to await), with a deadline generous for a loaded machine.
+        deadline = time.monotonic() + _handler.FLUSH_INTERVAL + 30.0
+        while len(trace_path.read_bytes().splitlines()) < 200:
+            assert time.monotonic() < deadline, "the flusher did not write the records"
+            time.sleep(0.02)
         child.send_signal(signal.SIGKILL)
         child.wait()
     assert child.returncode == -signal.SIGKILL
@@ -562,7 +567,7 @@ def test_the_flusher_thread_turns_tracing_off_on_a_full_disk(
 ) -> None:
     monkeypatch.setenv("CORRAL_TRACE_FILE", "/dev/full")
     trace_message(LOG, "Full", "disk")
-    off_by = time.monotonic() + _handler.FLUSH_INTERVAL + 2.0
+    off_by = time.monotonic() + _handler.FLUSH_INTERVAL + 30.0  # polled, as above
     while not _actions.is_off():
         assert time.monotonic() < off_by, "the flusher did not write"
         time.sleep(0.02)

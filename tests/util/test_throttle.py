@@ -10,77 +10,28 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import selectors
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
-import sniffio
 import trio
 import trio.testing
 
 import corral
 from corral.util import _throttle
 from corral.util._throttle import throttle
+from tests.support.clock import VirtualTimeLoop, jump, virtual_backend
 
 pytestmark = pytest.mark.anyio
 
 HOUR = 3600.0
 
 
-class _AutojumpSelector(selectors.DefaultSelector):
-    """Polls; when nothing is ready and the loop would wait for a timer, jumps to it."""
-
-    def __init__(self, loop: VirtualTimeLoop) -> None:
-        super().__init__()
-        self._loop = loop
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout is None:
-            return super().select(None)
-        ready = super().select(0)
-        if not ready and timeout > 0:
-            self._loop.jump(timeout)
-        return ready
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An asyncio loop whose clock only moves when every task waits on a timer.
-
-    The asyncio counterpart of ``trio.testing.MockClock(autojump_threshold=0)``,
-    for tests that wait on timers only (a jump ignores pending I/O from threads).
-    """
-
-    def __init__(self) -> None:
-        self._now = 0.0
-        super().__init__(selector=_AutojumpSelector(self))
-
-    def time(self) -> float:
-        return self._now
-
-    def jump(self, seconds: float) -> None:
-        self._now += seconds
-
-
 @pytest.fixture(params=["trio", "asyncio"])
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     """Both backends, each with a virtual clock."""
-    if request.param == "trio":
-        return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
-    return "asyncio", {"loop_factory": VirtualTimeLoop}
-
-
-def jump(seconds: float) -> None:
-    """Move the virtual clock forward without letting any task run."""
-    if sniffio.current_async_library() == "trio":
-        clock = trio.lowlevel.current_clock()
-        assert isinstance(clock, trio.testing.MockClock)
-        clock.jump(seconds)
-    else:
-        loop = asyncio.get_running_loop()
-        assert isinstance(loop, VirtualTimeLoop)
-        loop.jump(seconds)
+    return virtual_backend(request.param)
 
 
 def recorder() -> tuple[list[Any], Callable[[Any], str]]:

@@ -8,14 +8,16 @@ openssh-server and sudo). Without them the SSH tests skip, unless
 from __future__ import annotations
 
 import os
-import signal
-import time
+import shutil
+import tempfile
 from collections.abc import Iterator
-from contextlib import suppress
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
+from tests.support.fifo import Fifo
+from tests.support.processes import kill_and_wait, wait_gone
 from tests.support.sshd import OpenSSHServer, SSHServerUnavailable
 
 
@@ -58,21 +60,48 @@ def fresh_sshd(sshd: OpenSSHServer) -> Iterator[OpenSSHServer]:
 def no_remote_leftovers(sshd: OpenSSHServer) -> Iterator[OpenSSHServer]:
     """Fail the test if anything it ran on the server is still alive afterwards.
 
-    Only sshd's own per-connection processes may remain (briefly: remote kills
-    and disconnections are asynchronous, so this polls for up to 2 s). Leftovers
-    are killed so that they do not fail later tests too.
+    Only sshd's own per-connection processes may remain. A process still
+    found may be on its way out (a remote kill, a closed channel): each is
+    waited for on its pidfd, up to 10 s in all, before it counts as left
+    behind. Leftovers are killed so that they do not fail later tests too.
     """
     yield sshd
-    deadline = time.monotonic() + 2.0
-    while True:
-        left = remote_leftovers(sshd)
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    for pid in left:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    found = remote_leftovers(sshd)
+    still = wait_gone(list(found), timeout=10.0)
+    left = {pid: found[pid] for pid in still}
+    kill_and_wait(still)
     assert left == {}, f"processes left running on the SSH server: {left}"
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the SSH test users can reach (the test's own tmp_path is root's only)."""
+    directory = Path(tempfile.mkdtemp(prefix="corral-ssh-shared-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def remote_fifo(shared_dir: Path) -> Iterator[Fifo]:
+    """A FIFO remote commands signal readiness on (``shell_ready()``), without sleeping."""
+    fifo = Fifo(shared_dir / "ready", shared=True)
+    try:
+        yield fifo
+    finally:
+        fifo.close()
+
+
+@pytest.fixture
+def remote_gate(shared_dir: Path) -> Iterator[Fifo]:
+    """A FIFO remote commands wait on (``read line < gate``) until the test releases them."""
+    fifo = Fifo(shared_dir / "gate", shared=True)
+    try:
+        yield fifo
+    finally:
+        fifo.close()
 
 
 def remote_leftovers(server: OpenSSHServer) -> dict[int, str]:

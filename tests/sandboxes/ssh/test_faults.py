@@ -17,6 +17,7 @@ import corral
 from corral.sandboxes import HostRefusedError
 from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
 from corral.util import SandboxUnavailableError, sandbox
+from tests.support.fifo import Fifo
 from tests.support.sshd import OpenSSHServer
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +43,9 @@ def closed_port() -> int:
     return port
 
 
-async def test_server_killed_mid_exec_then_back(fresh_sshd: OpenSSHServer) -> None:
+async def test_server_killed_mid_exec_then_back(
+    fresh_sshd: OpenSSHServer, remote_fifo: Fifo
+) -> None:
     server = fresh_sshd
     async with (
         corral.task("t", sandbox=("ssh", server.sandbox_config())) as task,
@@ -55,14 +58,14 @@ async def test_server_killed_mid_exec_then_back(fresh_sshd: OpenSSHServer) -> No
 
         async def long_exec() -> None:
             with pytest.raises(SandboxUnavailableError) as info:
-                await env.exec(["sleep", "30"])
+                await env.exec(["sh", "-c", f"{remote_fifo.shell_ready()}; exec sleep 30"])
             elapsed.append(time.monotonic() - stopped[0])
             failure.append(info.value)
 
         stopped = [0.0]
         async with anyio.create_task_group() as tg:
             tg.start_soon(long_exec)
-            await anyio.sleep(0.5)
+            await remote_fifo.wait()  # the command runs on the server
             stopped[0] = time.monotonic()
             await anyio.to_thread.run_sync(server.stop)
         assert f"127.0.0.1:{server.port}" in str(failure[0])
@@ -152,7 +155,7 @@ async def test_every_host_down_names_each(sshd: OpenSSHServer) -> None:
 
 
 async def test_a_silent_connection_is_found_by_keepalive(
-    fresh_sshd: OpenSSHServer, no_remote_leftovers: OpenSSHServer
+    fresh_sshd: OpenSSHServer, no_remote_leftovers: OpenSSHServer, remote_fifo: Fifo
 ) -> None:
     # The server's session processes freeze mid-exec: TCP stays up, nothing answers.
     server = fresh_sshd
@@ -167,7 +170,7 @@ async def test_a_silent_connection_is_found_by_keepalive(
 
         async def long_exec() -> None:
             with pytest.raises(SandboxUnavailableError) as info:
-                await env.exec(["sleep", "30"])
+                await env.exec(["sh", "-c", f"{remote_fifo.shell_ready()}; exec sleep 30"])
             elapsed.append(time.monotonic() - frozen_at[0])
             failure.append(info.value)
 
@@ -176,7 +179,7 @@ async def test_a_silent_connection_is_found_by_keepalive(
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(long_exec)
-                await anyio.sleep(0.5)
+                await remote_fifo.wait()  # the command runs on the server
                 frozen = server.session_processes()
                 frozen_at[0] = time.monotonic()
                 for pid in frozen:

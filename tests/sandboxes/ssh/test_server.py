@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -21,10 +22,10 @@ from typing import Any, TypeVar
 import asyncssh
 import pytest
 
+from tests.conftest import processes_matching, unique_sleep
 from tests.support import sshd as _server
 from tests.support.sshd import OpenSSHServer, SSHServerUnavailable
 
-from ...conftest import processes_matching, unique_sleep
 from .conftest import ssh_unavailable
 
 pytestmark = pytest.mark.timeout(60)
@@ -63,8 +64,9 @@ async def output(server: OpenSSHServer, command: str) -> str:
 
 
 async def wait_for_processes(marker: str) -> list[int]:
-    """Wait (up to 5 s) until processes carrying *marker* run; their PIDs."""
-    for _ in range(500):
+    """Wait until processes carrying *marker* run (polled, up to 30 s); their PIDs."""
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
         if found := processes_matching(marker):
             return found
         await asyncio.sleep(0.01)
@@ -274,7 +276,9 @@ def test_unavailable_without_sshd(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_invalid_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="POSIX username"):
-        OpenSSHServer(tmp_path, username="Root User")
+        OpenSSHServer(tmp_path, username="Root User", other_username="other")
+    with pytest.raises(ValueError, match="both username and other_username, or neither"):
+        OpenSSHServer(tmp_path, username="alone")
     with pytest.raises(ValueError, match="differ"):
         OpenSSHServer(tmp_path, username="a", other_username="a")
     with pytest.raises(ValueError, match="max_sessions"):
@@ -318,3 +322,40 @@ def test_users_are_locked_against_other_processes(
     }
     _server._unlock_users("a", "b")
     assert not [path for path in _server._held_locks if path.parent == tmp_path]
+
+
+def test_a_server_takes_users_no_other_process_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two test sessions on one machine never share (and so never kill) each other's users."""
+    monkeypatch.setattr(_server, "_LOCK_DIRECTORY", tmp_path)
+    first_pair = _server.DEFAULT_USERS[0]
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys; f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print('ready', flush=True); sys.stdin.read()",
+            str(tmp_path / f"corral-ssh-{first_pair[0]}.lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"ready\n"
+        assert _server._lock_free_pair() == _server.DEFAULT_USERS[1]
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    _server._unlock_users(*_server.DEFAULT_USERS[1])
+    assert not [path for path in _server._held_locks if path.parent == tmp_path]
+
+
+def test_the_port_is_below_the_ephemeral_range_and_locked(sshd: OpenSSHServer) -> None:
+    """A port that neither port 0 nor a client connection can be handed between restarts."""
+    assert sshd.port < _server._ephemeral_low()
+    assert _server._lock_path(f"port-{sshd.port}") in _server._held_locks

@@ -6,6 +6,7 @@ import os
 import pwd
 import secrets
 import shlex
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -15,6 +16,7 @@ from corral.sandboxes._proxy import SandboxEnvironmentProxy
 from corral.sandboxes._ssh import _pool
 from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
 from corral.util import ExecResult, SandboxEvent, SandboxUnavailableError, sandbox
+from tests.support.fifo import Fifo
 from tests.support.sshd import OpenSSHServer
 
 pytestmark = pytest.mark.anyio
@@ -161,34 +163,37 @@ async def test_connection_command(no_remote_leftovers: OpenSSHServer) -> None:
 
 
 async def test_channels_per_connection_stay_under_max_sessions(
-    no_remote_leftovers: OpenSSHServer,
+    no_remote_leftovers: OpenSSHServer, remote_fifo: Fifo, remote_gate: Fifo
 ) -> None:
     # The server allows 10 sessions per connection; 25 execs at once need 3 connections.
     config = no_remote_leftovers.sandbox_config()
-    peaks: list[int] = []
-
-    async def watch() -> None:
-        while True:
-            # Under trio the pools live on the SSH loop's thread: ints are safe to read.
-            pools = [
-                pool
-                for sets in list(_pool._sets.values())
-                for hosts in list(sets.values())
-                for pool in hosts.pools
-            ]
-            peaks.extend(link.sessions for pool in pools for link in pool._links)
-            await anyio.sleep(0.01)
-
     async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            results = await _run_at_once(25)
-            tg.cancel_scope.cancel()
+        open_sessions: list[list[int]] = []
+
+        async def when_all_run() -> None:
+            # Every command is running (and holds its channel): look at the pool.
+            # Under trio the pools live on the SSH loop's thread: ints are safe to read.
+            open_sessions.append(
+                [
+                    link.sessions
+                    for sets in list(_pool._sets.values())
+                    for hosts in list(sets.values())
+                    for pool in hosts.pools
+                    for link in pool._links
+                ]
+            )
+
+        results = await _run_at_once(25, remote_fifo, remote_gate, when_all_run)
         assert sorted(results) == sorted(f"{i}\n" for i in range(25))
-        assert 5 <= max(peaks, default=0) <= 10
+        ((*sessions,),) = open_sessions
+        assert sum(sessions) == 25
+        assert len(sessions) >= 3
+        assert max(sessions) <= 10
 
 
-async def test_a_lower_server_limit_is_learnt(no_remote_leftovers: OpenSSHServer) -> None:
+async def test_a_lower_server_limit_is_learnt(
+    no_remote_leftovers: OpenSSHServer, remote_fifo: Fifo, remote_gate: Fifo
+) -> None:
     # Configured for 25 sessions per connection, the server refuses the 11th:
     # the pool lowers that connection's capacity and opens another.
     config = no_remote_leftovers.sandbox_config()
@@ -201,21 +206,34 @@ async def test_a_lower_server_limit_is_learnt(no_remote_leftovers: OpenSSHServer
         }
     ]
     async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
-        results = await _run_at_once(20)
+        results = await _run_at_once(20, remote_fifo, remote_gate)
     assert sorted(results) == sorted(f"{i}\n" for i in range(20))
 
 
-async def _run_at_once(count: int) -> list[str]:
-    """Run *count* execs of 0.3 s at once in the sample's sandbox; their outputs."""
+async def _run_at_once(
+    count: int,
+    ready: Fifo,
+    gate: Fifo,
+    while_running: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
+    """Run *count* execs that are all running at once (a barrier); their outputs.
+
+    Each command signals *ready*, then waits on *gate* until all of them run.
+    """
     env = sandbox()
     results: list[str] = []
+    script = f"{ready.shell_ready()}; read line < '{gate.path}'; echo "
 
     async def run(i: int) -> None:
-        results.append((await env.exec(["sh", "-c", f"sleep 0.3; echo {i}"])).stdout)
+        results.append((await env.exec(["sh", "-c", f"{script}{i}"])).stdout)
 
     async with anyio.create_task_group() as tg:
         for i in range(count):
             tg.start_soon(run, i)
+        await ready.wait(count)
+        if while_running is not None:
+            await while_running()
+        gate.release(count)
     return results
 
 
