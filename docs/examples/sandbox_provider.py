@@ -37,14 +37,9 @@ class ScratchSandbox(SandboxEnvironment):
     ) -> ExecResult[str]:
         if user is not None:
             raise PermissionError(f"the scratch sandbox cannot run commands as {user!r}")
-        # subprocess() kills the command's whole process group on a timeout
-        # or a cancellation before it returns.
-        try:
-            return await subprocess(
-                cmd, input=input, cwd=self.root / (cwd or "."), env=env, timeout=timeout
-            )
-        except TimeoutError as exc:
-            raise SandboxTimeoutError(str(exc)) from exc
+        # The arguments arrive checked, and the runtime applies `timeout` as a
+        # cancellation, on which subprocess() stops the command's whole process group.
+        return await subprocess(cmd, input=input, cwd=self.root / (cwd or "."), env=env)
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
         path = self.root / file
@@ -99,12 +94,18 @@ async def main() -> None:
                 # Every call was recorded in the sample's transcript.
                 print([event.event for event in sample.transcript.events][-2:])
 
+        async with task.sample(2):
+            try:
+                await sandbox().exec(["sleep", "30"], timeout=0.2)
+            except SandboxTimeoutError as exc:
+                print("exec:", exc)
+
         # A sample that times out is cleaned up with interrupted=True.
         try:
-            async with task.sample(2, time_limit=0.2):
+            async with task.sample(3, time_limit=0.2):
                 await sandbox().exec(["sleep", "30"])
         except TimeoutError as exc:
-            print("sample 2:", exc)
+            print("sample 3:", exc)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,19 @@ def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
 
 
 def kill_and_wait(pids: list[int], timeout: float = 10.0) -> list[int]:
-    """SIGKILL *pids* and wait until they are gone; return any that are not."""
+    """SIGKILL *pids* and wait until they are gone; return any that are not.
+
+    Each is signalled through a pidfd opened first, so a process that has
+    exited in the meantime is never mistaken for another one given its pid.
+    """
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        finally:
+            os.close(fd)
     return wait_gone(pids, timeout)

@@ -28,6 +28,7 @@ import os
 import pwd
 import random
 import re
+import select
 import shutil
 import signal
 import socket
@@ -35,6 +36,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["DEFAULT_USERS", "OpenSSHServer", "SSHServerUnavailable"]
@@ -227,30 +229,25 @@ class OpenSSHServer:
             RuntimeError: Some process survived SIGKILL for several seconds.
         """
         process, self._process = self._process, None
-        doomed: set[int] = set()
         if process is not None:
-            doomed.add(process.pid)
-            doomed.update(_descendants(process.pid))
-        doomed.update(self._marked_processes())
-        _kill(doomed)
+            process.kill()  # our child: its pid stays ours until we reap it
+        deadline = time.monotonic() + _KILL_TIMEOUT
+        while True:
+            found = set(self._marked_processes()) | set(self._processes_of_users())
+            if process is not None and process.poll() is None:
+                found.update(_descendants(process.pid))
+            if not found:
+                break
+            left = _kill_and_wait(found, self._is_ours, deadline)
+            if left:
+                raise RuntimeError(f"OpenSSHServer.stop: processes survived SIGKILL: {left}")
         if process is not None:
             try:
-                process.wait(_KILL_TIMEOUT)
+                process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 raise RuntimeError(
                     f"OpenSSHServer.stop: sshd (pid {process.pid}) survived SIGKILL"
                 ) from None
-        deadline = time.monotonic() + _KILL_TIMEOUT
-        while True:
-            left = set(self._marked_processes())
-            left.update(self._processes_of_users())
-            left.update(pid for pid in doomed if _alive(pid))
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"OpenSSHServer.stop: processes survived SIGKILL: {left}")
-            _kill(left)
-            time.sleep(_POLL_INTERVAL)
 
     def kill_sessions(self) -> None:
         """SIGKILL the per-connection sshd processes; the listener keeps running.
@@ -262,18 +259,28 @@ class OpenSSHServer:
         Raises:
             RuntimeError: Some sshd process survived SIGKILL for several seconds.
         """
-        doomed: set[int] = set()
         deadline = time.monotonic() + _KILL_TIMEOUT
-        while True:
-            found = set(self.session_processes())
-            doomed.update(found)
-            _kill(found)
-            left = {pid for pid in doomed if _alive(pid)}
-            if not found and not left:
-                return
-            if time.monotonic() > deadline:
+        while found := set(self.session_processes()):
+            left = _kill_and_wait(found, self._is_session, deadline)
+            if left:
                 raise RuntimeError(f"OpenSSHServer.kill_sessions: processes survived: {left}")
-            time.sleep(_POLL_INTERVAL)
+
+    def _is_ours(self, pid: int) -> bool:
+        """Whether *pid* is one of this server's sshd processes, or runs as one of its users."""
+        if self._is_session(pid):
+            return True
+        users = {pwd.getpwnam(name).pw_uid for name in (self.username, self.other_username)}
+        return bool(users & set(_uids(pid) or ()))
+
+    def _is_session(self, pid: int) -> bool:
+        """Whether *pid* is an sshd process logging to this server's log (not the listener)."""
+        listener = self._process.pid if self._process is not None else None
+        if pid == listener or not _runs_sshd(pid):
+            return False
+        try:
+            return os.readlink(f"/proc/{pid}/fd/2") == str(self.log_file)
+        except OSError:
+            return False
 
     def session_processes(self) -> list[int]:
         """Live PIDs of this server's per-connection sshd processes.
@@ -795,27 +802,58 @@ def _runs_sshd(pid: int) -> bool:
     return name in _SESSION_EXES
 
 
+def _uids(pid: int) -> tuple[int, int] | None:
+    """Real and effective uid of *pid*, or ``None`` if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read()
+    except OSError:
+        return None
+    state = uids = None
+    for line in status.splitlines():
+        if line.startswith("State:"):
+            state = line.split()[1]
+        elif line.startswith("Uid:"):
+            uids = line.split()[1:3]
+    if state is None or state in ("Z", "X") or uids is None:
+        return None
+    return int(uids[0]), int(uids[1])
+
+
 def _process_uids() -> dict[int, tuple[int, int]]:
     """Real and effective uid of every live (non-zombie) process."""
-    found: dict[int, tuple[int, int]] = {}
-    for pid in _pids():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                status = f.read()
-        except OSError:
-            continue
-        state = uids = None
-        for line in status.splitlines():
-            if line.startswith("State:"):
-                state = line.split()[1]
-            elif line.startswith("Uid:"):
-                uids = line.split()[1:3]
-        if state is not None and state not in ("Z", "X") and uids is not None:
-            found[pid] = (int(uids[0]), int(uids[1]))
-    return found
+    found = {pid: _uids(pid) for pid in _pids()}
+    return {pid: uids for pid, uids in found.items() if uids is not None}
 
 
-def _kill(pids: set[int]) -> None:
+def _kill_and_wait(pids: set[int], ours: Callable[[int], bool], deadline: float) -> list[int]:
+    """SIGKILL those of *pids* that are still *ours*, and wait until they are gone.
+
+    Through pidfds, so that a pid reused by another process (the machine's pid
+    space is small, and a second test session may run beside this one) is
+    never signalled: each pid is opened first, then checked to still be ours,
+    then killed and waited for through its descriptor. Returns the pids still
+    alive at *deadline*.
+    """
+    opened: list[tuple[int, int]] = []
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # gone already
+            continue
+        if ours(pid):
+            opened.append((pid, fd))
+        else:
+            os.close(fd)
+    left = []
+    try:
+        for _, fd in opened:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        for pid, fd in opened:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                left.append(pid)
+    finally:
+        for _, fd in opened:
+            os.close(fd)
+    return left
