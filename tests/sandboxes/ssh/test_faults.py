@@ -67,6 +67,9 @@ async def test_server_killed_mid_exec_then_back(
             tg.start_soon(long_exec)
             await remote_fifo.wait()  # the command runs on the server
             stopped[0] = time.monotonic()
+            # The connection goes first: stop() alone may kill the command before
+            # sshd, and sshd would then report its exit cleanly.
+            await anyio.to_thread.run_sync(server.kill_sessions)
             await anyio.to_thread.run_sync(server.stop)
         assert f"127.0.0.1:{server.port}" in str(failure[0])
         assert "lost the connection" in str(failure[0])

@@ -296,11 +296,17 @@ async def test_cancelled_sample_init_leaves_no_directory(
     uid = pwd.getpwnam(server.username).pw_uid
 
     def directories() -> set[str]:
-        return {
-            entry.name
-            for entry in os.scandir("/tmp")
-            if entry.name.startswith("corral-sandbox-") and entry.stat().st_uid == uid
-        }
+        found = set()
+        for entry in os.scandir("/tmp"):
+            if not entry.name.startswith("corral-sandbox-"):
+                continue
+            try:  # another test session's directories come and go meanwhile
+                owner = entry.stat().st_uid
+            except FileNotFoundError:
+                continue
+            if owner == uid:
+                found.add(entry.name)
+        return found
 
     before = directories()
     # The task keeps the connection open, so the cancels land while mktemp runs.
