@@ -605,3 +605,21 @@ def test_a_handler_on_both_the_corral_logger_and_the_root_sees_a_record_once(
         assert [r.getMessage() for r in handler.records] == ["once"]
     finally:
         _install._reset_for_tests()
+
+
+def test_a_level_set_later_is_seen_by_the_route(trace_path: Path) -> None:
+    """The route caches its level answer in logging's own cache, which every setLevel clears."""
+    corral.tracing.init()
+    other = logging.getLogger("not_corral.tests.cached")
+    try:
+        assert _install.route(other)[0] is not None
+        other.setLevel(logging.INFO)
+        assert _install.route(other)[0] is None
+        other.setLevel(logging.NOTSET)
+        assert _install.route(other)[0] is not None
+        logging.disable(logging.INFO)
+        assert _install.route(other)[0] is None
+    finally:
+        logging.disable(logging.NOTSET)
+        other.setLevel(logging.NOTSET)
+    assert _install.route(other)[0] is not None

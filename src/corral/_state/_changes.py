@@ -37,6 +37,12 @@ class ChangeTracker:
         """*key* was set or deleted."""
         self.pending[key] = None
 
+    def stored(self, key: str, value: object) -> None:
+        """*key* was set to *value*, which the caller still holds."""
+        self.pending[key] = None
+        if type(value) not in IMMUTABLE:
+            self.exposed[key] = None
+
     def handed_out(self, key: str, value: object) -> None:
         """The value of *key* was handed to the caller, who may change it in place."""
         if type(value) not in IMMUTABLE:

@@ -31,7 +31,7 @@ import copy
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from ._events import Event, JsonChange, SpanBeginEvent, StoreEvent
 from ._store import Store
@@ -47,7 +47,7 @@ _MISSING: Any = object()
 class Snapshot:
     """An immutable JSON image of a store at one moment."""
 
-    __slots__ = ("__weakref__", "changed", "parent", "tree")
+    __slots__ = ("__weakref__", "changed", "encoded", "parent", "tree")
 
     def __init__(
         self,
@@ -58,6 +58,10 @@ class Snapshot:
         self.tree = tree
         self.parent = weakref.ref(parent) if parent is not None else None
         self.changed = changed
+        #: The JSON text of container images, made when first needed (see :func:`snapshot`).
+        self.encoded: dict[str, bytes] = {}
+        if parent is not None and parent.encoded:
+            self.encoded = {k: v for k, v in parent.encoded.items() if k not in changed}
 
 
 def _jsonable(key: str, value: object) -> Any:
@@ -86,6 +90,7 @@ def snapshot(store: Store) -> Snapshot:
         return current
 
     old = previous.tree
+    encoded = previous.encoded
     changed: list[str] = []
     for key in changes.candidates():
         before = old.get(key, _MISSING)
@@ -93,8 +98,22 @@ def snapshot(store: Store) -> Snapshot:
         if value is _MISSING:
             if before is not _MISSING:
                 changed.append(key)
-        elif before is _MISSING or not same_json(value, before):
+            continue
+        kind = type(value)
+        if before is _MISSING or kind is not type(before) or value != before:
             changed.append(key)
+        elif kind is dict or kind is list:
+            # Equal by ==, which says [1] == [True] == [1.0]: compare the JSON text,
+            # which tells the types apart, with the image's (made once, then shared).
+            text = encoded.get(key)
+            if text is None:
+                text = encoded[key] = to_json(before)
+            try:
+                same = to_json(value) == text
+            except PydanticSerializationError:  # changed into something that is not JSON
+                same = False
+            if not same:
+                changed.append(key)
     if not changed:
         changes.taken(previous)
         return previous

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from ._changes import ChangeTracker
+from ._changes import IMMUTABLE, ChangeTracker
 
 if TYPE_CHECKING:
     from collections.abc import ItemsView, KeysView, ValuesView
@@ -87,7 +87,8 @@ class Store:
             value: Any = default
         else:
             value = data.get(key, default)
-        self._changes.handed_out(key, value)
+        if type(value) not in IMMUTABLE:  # (an int, say, cannot be changed in place)
+            self._changes.handed_out(key, value)
         return value
 
     def set(self, key: str, value: Any) -> None:
@@ -100,9 +101,7 @@ class Store:
         _check_key(key)
         check_jsonable(key, value)
         self._data[key] = value
-        changes = self._changes
-        changes.touched(key)
-        changes.handed_out(key, value)  # the caller still holds it
+        self._changes.stored(key, value)
 
     def delete(self, key: str) -> None:
         """Remove *key*.

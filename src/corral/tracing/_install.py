@@ -157,13 +157,25 @@ def route(logger: logging.Logger) -> tuple[TraceFileHandler | None, bool]:
     handler = _handler
     if handler is None:
         return None, logger.isEnabledFor(TRACE)
-    sink = handler if handler.threshold <= TRACE and _traced(logger) else None
+    if logger.disabled:
+        return None, False
+    # logging's per-logger level cache (CPython's, since 3.7): cleared on every level change.
+    cache: dict[object, bool] = logger._cache  # type: ignore[attr-defined]
+    traced = cache.get(_TRACED)
+    if traced is None:
+        traced = cache[_TRACED] = _traced(logger)
+    sink = handler if traced and handler.threshold <= TRACE else None
     return sink, _reaches_others(logger, handler)
+
+
+#: Our entry in a logger's ``_cache`` (logging keeps ``isEnabledFor`` answers there, by
+#: level, and clears them all whenever a level changes, which is all ``_traced`` reads).
+_TRACED: Final = "corral.traced"
 
 
 def _traced(logger: logging.Logger) -> bool:
     """Whether *logger* lets ``TRACE`` records through, not counting the root's level."""
-    if logger.disabled or logger.manager.disable >= TRACE:
+    if logger.manager.disable >= TRACE:
         return False
     root = logging.root
     current: logging.Logger | None = logger
