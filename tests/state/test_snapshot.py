@@ -344,3 +344,25 @@ async def test_the_log_and_the_rebuilt_store_equal_the_live_one_types_included(
     assert live == json.dumps({"k": after})
     assert json.dumps(log.store) == live
     assert json.dumps(dict(store_from_events(log.events).items())) == live
+
+
+def test_many_exposed_values_are_compared_strictly_and_each_change_found() -> None:
+    """The exposed keys are compared in bulk; each kind of change is still found alone."""
+    from corral._state._snapshot import diff, snapshot
+
+    s = Store({f"k{i}": {"v": [i, i / 2]} for i in range(50)})
+    first = snapshot(s)
+    held = {f"k{i}": s.get(f"k{i}") for i in range(50)}
+    held["k3"]["v"][0] = -3  # a change of value
+    held["k9"]["v"][0] = 9.0  # a change of type alone
+    held["k20"]["extra"] = None  # a key added
+    second = snapshot(s)
+    assert sorted(second.changed) == ["k20", "k3", "k9"]
+    changes = {c.path: c.value for c in diff(first, second)}
+    assert json.dumps(changes, sort_keys=True) == json.dumps(
+        {"/k20/extra": None, "/k3/v/0": -3, "/k9/v/0": 9.0}, sort_keys=True
+    )
+    assert snapshot(s) is second  # nothing changed since: the same snapshot back
+    held["k40"]["v"].append(object())
+    with pytest.raises(TypeError, match="key 'k40'"):
+        snapshot(s)

@@ -53,11 +53,10 @@ class ChangeTracker:
         self.pending[key] = None
         self.exposed.pop(key, None)
 
-    def candidates(self) -> dict[str, None]:
-        """The keys whose value may differ from the last snapshot's image."""
-        if self.exposed:
-            return {**self.pending, **self.exposed}
-        return self.pending
+    def exposed_only(self) -> list[str]:
+        """The exposed keys that are not pending: changed, if at all, in place."""
+        pending = self.pending
+        return [key for key in self.exposed if key not in pending]
 
     def taken(self, snapshot: object) -> None:
         """A snapshot was taken: it is the new reference, and nothing is pending."""

@@ -11,11 +11,15 @@ have changed, not to the size of the store:
   can differ from their last image. Values that were never handed out cannot
   have changed and are not looked at.
 * Each candidate's live value is compared with its last image, strictly:
-  types as well as values, at every level (:func:`same_json`), so ``1``
-  replaced by ``True`` or ``1.0`` inside a list is a change, as it is in the
-  JSON. Only the values that differ are converted to JSON again, and the new
-  tree shares every other image with the previous one. A store in which
-  nothing changed gives back the previous snapshot itself.
+  types as well as values, at every level, so ``1`` replaced by ``True`` or
+  ``1.0`` inside a list is a change, as it is in the JSON. ``==`` is tried
+  first, then the JSON text (pydantic-core's ``to_json``, whose text tells
+  the types apart; an image's text is made once and shared). The exposed
+  keys, as many as the sample ever read, are compared in bulk, a C call
+  for all of them; a Python walk of the values (:func:`same_json`) costs
+  several times more. Only the values that differ are converted to JSON
+  again, and the new tree shares every other image with the previous one.
+  A store in which nothing changed gives back the previous snapshot itself.
 * A snapshot remembers which keys changed since the one it was derived from
   (held weakly), so a diff visits only those keys when the chain between two
   snapshots is still alive, and every key otherwise.
@@ -28,6 +32,8 @@ the first diff of two lists.
 from __future__ import annotations
 
 import copy
+import itertools
+import operator
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +67,9 @@ class Snapshot:
         #: The JSON text of container images, made when first needed (see :func:`snapshot`).
         self.encoded: dict[str, bytes] = {}
         if parent is not None and parent.encoded:
-            self.encoded = {k: v for k, v in parent.encoded.items() if k not in changed}
+            self.encoded = dict(parent.encoded)
+            for key in changed:
+                self.encoded.pop(key, None)
 
 
 def _jsonable(key: str, value: object) -> Any:
@@ -91,29 +99,10 @@ def snapshot(store: Store) -> Snapshot:
 
     old = previous.tree
     encoded = previous.encoded
-    changed: list[str] = []
-    for key in changes.candidates():
-        before = old.get(key, _MISSING)
-        value = data.get(key, _MISSING)
-        if value is _MISSING:
-            if before is not _MISSING:
-                changed.append(key)
-            continue
-        kind = type(value)
-        if before is _MISSING or kind is not type(before) or value != before:
-            changed.append(key)
-        elif kind is dict or kind is list:
-            # Equal by ==, which says [1] == [True] == [1.0]: compare the JSON text,
-            # which tells the types apart, with the image's (made once, then shared).
-            text = encoded.get(key)
-            if text is None:
-                text = encoded[key] = to_json(before)
-            try:
-                same = to_json(value) == text
-            except PydanticSerializationError:  # changed into something that is not JSON
-                same = False
-            if not same:
-                changed.append(key)
+    changed = [key for key in changes.pending if _differs(key, data, old, encoded)]
+    exposed = changes.exposed_only()
+    if exposed:
+        changed += _changed_in_place(exposed, data, old, encoded)
     if not changed:
         changes.taken(previous)
         return previous
@@ -126,6 +115,74 @@ def snapshot(store: Store) -> Snapshot:
     current = Snapshot(tree, previous, tuple(changed))
     changes.taken(current)
     return current
+
+
+def _image_text(key: str, image: Any, encoded: dict[str, bytes]) -> bytes:
+    """The JSON text of *image*, the snapshot's value of *key*: made once, then shared."""
+    text = encoded.get(key)
+    if text is None:
+        text = encoded[key] = to_json(image)
+    return text
+
+
+def _differs(
+    key: str, data: dict[str, Any], old: dict[str, Any], encoded: dict[str, bytes]
+) -> bool:
+    """Whether the live value of *key* is no longer the JSON of its image in *old*."""
+    before = old.get(key, _MISSING)
+    value = data.get(key, _MISSING)
+    if value is _MISSING or before is _MISSING:
+        return value is not before
+    kind = type(value)
+    if kind is not type(before) or value != before:
+        return True
+    if kind is dict or kind is list:
+        # Equal by ==, which says [1] == [True] == [1.0]: compare the JSON text,
+        # which tells the types apart.
+        try:
+            return to_json(value) != _image_text(key, before, encoded)
+        except PydanticSerializationError:  # changed into something that is not JSON
+            return True
+    return False
+
+
+def _changed_in_place(
+    keys: list[str], data: dict[str, Any], old: dict[str, Any], encoded: dict[str, bytes]
+) -> list[str]:
+    """Which of *keys*, neither set nor deleted since *old*, were changed in place.
+
+    Their values have been handed out, so any may have changed. There are
+    as many as the sample ever read, so they are compared in bulk: ``==``
+    of all the live values with their images, then, for the equal ones, the
+    JSON text of all of them with the images' texts joined, each one C call.
+    Only when a bulk comparison fails are they looked at one by one.
+    """
+    try:
+        live = [data[key] for key in keys]
+        images = [old[key] for key in keys]
+    except KeyError:  # not expected: exposed keys are in the store and in its snapshot
+        return [key for key in keys if _differs(key, data, old, encoded)]
+    changed: list[str] = []
+    if live != images:
+        equal = list(map(operator.eq, live, images))
+        changed = list(itertools.compress(keys, map(operator.not_, equal)))
+        keys = list(itertools.compress(keys, equal))
+        live = list(itertools.compress(live, equal))
+        images = list(itertools.compress(images, equal))
+    if keys:
+        try:
+            texts = list(map(encoded.__getitem__, keys))
+        except KeyError:
+            texts = [
+                _image_text(key, image, encoded) for key, image in zip(keys, images, strict=True)
+            ]
+        try:
+            same = to_json(live) == b"[" + b",".join(texts) + b"]"
+        except PydanticSerializationError:  # one of them is no longer JSON
+            same = False
+        if not same:
+            changed += [key for key in keys if _differs(key, data, old, encoded)]
+    return changed
 
 
 def _escape(key: str) -> str:
