@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 
+_trace_directory = pytest.StashKey[str]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Keep the suite's trace records out of the user's own trace directory."""
     import tempfile
@@ -39,6 +42,22 @@ def pytest_configure(config: pytest.Config) -> None:
     if "CORRAL_TRACE_FILE" not in os.environ:
         directory = tempfile.mkdtemp(prefix="corral-test-traces-")
         os.environ["CORRAL_TRACE_FILE"] = os.path.join(directory, f"trace-{os.getpid()}.log")
+        config.stash[_trace_directory] = directory
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the suite's trace file and remove the directory made for it."""
+    import shutil
+    import sys
+
+    directory = config.stash.get(_trace_directory, None)
+    if directory is None:
+        return
+    install = sys.modules.get("corral.tracing._install")
+    if install is not None:
+        install._at_exit()  # flushed and closed; tracing is off for what is left of the run
+    os.environ.pop("CORRAL_TRACE_FILE", None)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(params=["trio", "asyncio"])

@@ -164,7 +164,9 @@ def route(logger: logging.Logger) -> tuple[TraceFileHandler | None, bool]:
     traced = cache.get(_TRACED)
     if traced is None:
         traced = cache[_TRACED] = _traced(logger)
-    sink = handler if traced and handler.threshold <= TRACE else None
+    if not traced:  # then its own level (or a parent's) refuses TRACE: no handler takes it
+        return None, False
+    sink = handler if handler.threshold <= TRACE else None
     return sink, _reaches_others(logger, handler)
 
 
