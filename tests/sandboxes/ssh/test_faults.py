@@ -98,6 +98,48 @@ async def test_dropped_connections_are_reopened_on_next_use(
         assert await env.read_file("f") == "x"
 
 
+@pytest.mark.parametrize("opening", ["a channel", "SFTP"])
+async def test_connections_found_gone_before_asyncssh_noticed_are_passed_over(
+    sshd: OpenSSHServer, opening: str
+) -> None:
+    """Regression: under load, the first call after the server dropped its connections
+    could land on one whose socket was gone while asyncssh's cleanup had not run yet
+    (``is_closed()`` still false), and fail instead of reconnecting."""
+    from corral.sandboxes._ssh._bridge import run_on_ssh_loop
+
+    async with (
+        corral.task("t", sandbox=("ssh", sshd.sandbox_config())) as task,
+        task.sample(1),
+    ):
+        env = sandbox()
+        assert (await env.exec(["echo", "one"])).stdout == "one\n"
+        await env.write_file("f", "x")  # an SFTP client, on a connection of its own or not
+        pool = env.inner._remote.pool  # type: ignore[attr-defined]
+
+        async def drop_then_use() -> str:
+            links = list(pool._links)
+            if pool._sftp is not None:  # no channel left open: nothing looks refused
+                pool.release(pool._sftp[0])
+                pool._sftp = None
+            for link in links:
+                # What asyncssh does when the socket closes: the transport is gone
+                # at once, the cleanup (which makes is_closed() true) comes later.
+                link.conn.connection_lost(None)
+                assert not link.conn.is_closed()
+            if opening == "SFTP":
+                client = await pool.sftp()
+                return str(await client.realpath("."))
+            return str(await pool.run("echo two", "test"))
+
+        used = await run_on_ssh_loop(drop_then_use)
+        if opening == "SFTP":
+            assert used.startswith("/")  # the remote home directory, over a new connection
+        else:
+            assert used == "two\n"
+        assert (await env.exec(["echo", "three"])).stdout == "three\n"
+        assert await env.read_file("f") == "x"
+
+
 async def test_silent_host_connect_timeout(sshd: OpenSSHServer, silent_port: int) -> None:
     config = sshd.sandbox_config(
         hosts=[{"host": "127.0.0.1", "port": silent_port, "username": sshd.username}],

@@ -28,6 +28,7 @@ import logging
 import shlex
 import time
 import weakref
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -35,8 +36,13 @@ import asyncssh
 
 from .._errors import HostRefusedError, SandboxUnavailableError
 from ._config import IGNORE_KNOWN_HOSTS, SSHHostConfig, SSHSandboxConfig
-from ._errors import connecting, lost_connection, talking
+from ._errors import connecting, is_connection_error, lost_connection, talking
 from ._script import mkdtemp_script
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+T = TypeVar("T")
 
 __all__ = ["HostPool", "HostSet", "Link", "hold", "host_set", "let_go"]
 
@@ -69,12 +75,14 @@ REFUSAL_HOLD = 1.0
 class Link:
     """One SSH connection and the session slots lent out on it."""
 
-    __slots__ = ("capacity", "conn", "lowered", "lowered_until", "sessions")
+    __slots__ = ("capacity", "conn", "gone", "lowered", "lowered_until", "sessions")
 
     def __init__(self, conn: asyncssh.SSHClientConnection, capacity: int) -> None:
         self.conn = conn
         self.capacity = capacity
         self.sessions = 0
+        #: Found broken by a failed channel, before asyncssh noticed.
+        self.gone = False
         #: After a refusal: the capacity to keep to until ``lowered_until``.
         self.lowered = capacity
         self.lowered_until = 0.0
@@ -85,11 +93,15 @@ class Link:
 
     @property
     def closed(self) -> bool:
-        return self.conn.is_closed()
+        return self.gone or self.conn.is_closed()
 
 
 def _same(session: asyncssh.SSHClientSession[bytes]) -> asyncssh.SSHClientSession[bytes]:
     return session
+
+
+async def _start_sftp(link: Link) -> asyncssh.SFTPClient:
+    return await link.conn.start_sftp_client()
 
 
 class _Collect(asyncssh.SSHClientSession[bytes]):
@@ -263,13 +275,8 @@ class HostPool:
             if current is not None:
                 self.release(current[0])
                 self._sftp = None
-            link = await self.acquire()
-            try:
-                with talking(self.label, "starting SFTP"):
-                    client = await link.conn.start_sftp_client()
-            except BaseException:
-                self.release(link)
-                raise
+            with talking(self.label, "starting SFTP"):
+                link, client = await self._open_on_live_link(_start_sftp)
             self._sftp = (link, client)
             return client
 
@@ -280,38 +287,60 @@ class HostPool:
 
         The slot taken stays taken until :meth:`release`. A channel refused
         while others are open on the connection lowers its capacity and is
-        tried again elsewhere; one refused on a connection found closed is
-        tried once on a new connection (nothing ran yet, so that is safe).
+        tried again elsewhere; see :meth:`_open_on_live_link` for a
+        connection found gone.
 
         Raises:
             SandboxUnavailableError: The host cannot be reached (naming it and *what*).
         """
-        retried = False
+
+        async def open_channel(link: Link) -> asyncssh.SSHClientChannel[bytes]:
+            # Shielded: a channel cancelled half-open could start the command
+            # unseen. The caller's next checkpoint delivers the cancellation,
+            # with the channel in hand to clean up.
+            with anyio.CancelScope(shield=True):
+                chan, _ = await link.conn.create_session(
+                    functools.partial(_same, session), command, encoding=None
+                )
+            return chan
+
+        with talking(self.label, what):
+            return await self._open_on_live_link(open_channel)
+
+    async def _open_on_live_link(self, open: Callable[[Link], Awaitable[T]]) -> tuple[Link, T]:
+        """Take a slot and *open* a channel on its connection; the slot stays taken.
+
+        A connection the server dropped may look open until asyncssh has
+        cleaned it up. Opening fails on it before anything runs, so that is
+        safe to try again: on each other connection (each may be gone as
+        well), then on a new one. A refusal by a live server with other
+        channels open lowers that connection's capacity (:meth:`refused`),
+        and the next connection is tried.
+
+        Raises:
+            OSError, asyncssh.Error: As *open* raised them, for the caller to map.
+            SandboxUnavailableError: The host cannot be reached.
+        """
+        tries_left = len(self._links) + 1
         while True:
             link = await self.acquire()
             try:
-                # Shielded: a channel cancelled half-open could start the command
-                # unseen. The caller's next checkpoint delivers the cancellation,
-                # with the channel in hand to clean up.
-                with anyio.CancelScope(shield=True), talking(self.label, what):
-                    chan, _ = await link.conn.create_session(
-                        functools.partial(_same, session), command, encoding=None
-                    )
-            except SandboxUnavailableError as exc:
+                return link, await open(link)
+            except (OSError, asyncssh.Error) as exc:
                 self.release(link)
-                if link.closed and not retried:
-                    # Nothing ran on a connection found closed: try once on a new one.
-                    retried = True
-                    continue
-                refused = isinstance(exc.__cause__, asyncssh.ChannelOpenError)
-                if refused and not link.closed and link.sessions > 0:
+                if is_connection_error(exc) or link.closed:
+                    link.gone = True
+                    link.conn.close()  # gone already; closing it frees what asyncssh holds
+                    tries_left -= 1
+                    if tries_left > 0:
+                        continue
+                elif isinstance(exc, asyncssh.ChannelOpenError) and link.sessions > 0:
                     self.refused(link)
                     continue
                 raise
             except BaseException:
                 self.release(link)
                 raise
-            return link, chan
 
     async def run(self, command: str, what: str) -> str:
         """Run a short *command* of our own (mktemp, cleanup, kill) and return its stdout.
