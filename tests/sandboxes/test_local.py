@@ -303,3 +303,21 @@ async def test_large_io_does_not_block_the_event_loop(local: LocalSandboxEnviron
         assert await local.read_file("big.bin", text=False) == data
         done.set()
     assert ticks > 50
+
+
+async def test_the_output_limit_counts_the_bytes_printed(local: LocalSandboxEnvironment) -> None:
+    """Regression: undecodable bytes, each shown as U+FFFD (3 bytes in UTF-8), were counted
+    as 3 bytes each, so output under the limit was refused."""
+    env = SandboxEnvironmentProxy(local)
+    with override_sandbox_output_limit(1024, "exec"):
+        printed = await env.exec(["sh", "-c", r"printf '\377%.0s' $(seq 400)"])
+    assert printed.stdout == "\ufffd" * 400
+
+
+async def test_the_kept_tail_drops_a_character_cut_at_its_start(
+    local: LocalSandboxEnvironment,
+) -> None:
+    env = SandboxEnvironmentProxy(local)
+    with override_sandbox_output_limit(5, "exec"), pytest.raises(OutputLimitExceededError) as info:
+        await env.exec(["cat"], input="é" * 10)  # 20 bytes: the last 5 start inside an "é"
+    assert info.value.truncated_output == "éé"

@@ -30,7 +30,7 @@ import anyio
 from .._core._limiters import current_registry
 from ..sandboxes._environment import SandboxEnvironment, SandboxEnvironmentSpec
 from ..sandboxes._lookup import sandbox_environments
-from ..sandboxes._proxy import SandboxEnvironmentProxy
+from ..sandboxes._proxy import wrap_environments
 from ..sandboxes._registry import sandbox_class
 
 if TYPE_CHECKING:
@@ -211,9 +211,7 @@ async def sample_sandboxes(
             )
         interrupted = True
         try:
-            proxies: dict[str, SandboxEnvironment] = {
-                name: SandboxEnvironmentProxy(env) for name, env in environments.items()
-            }
+            proxies = wrap_environments(environments)
             with sandbox_environments(proxies):
                 yield proxies
             interrupted = False

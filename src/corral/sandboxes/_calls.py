@@ -93,11 +93,6 @@ class ExecCall:
             if self._paused == 0:
                 self.scope.deadline = anyio.current_time() + max(remaining, 0.0)
 
-    @property
-    def over_limit(self) -> bool:
-        """Whether either stream printed more than *limit* bytes in all."""
-        return self.stdout.total > self.limit or self.stderr.total > self.limit
-
     def output_so_far(self) -> str | None:
         """What the command printed, stdout then stderr, decoded (undecodable bytes replaced).
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from pydantic import JsonValue
 
+    from .._core._tail import TailBuffer
     from .._process._subprocess import ExecResult
     from ._environment import SandboxConnection
 
@@ -110,6 +111,15 @@ def _tail(text: str, limit: int) -> str:
     return data[-limit:].decode("utf-8", errors="ignore")
 
 
+def _kept(buffer: TailBuffer) -> str:
+    """The tail a buffer kept, decoded; a character cut at its start is dropped."""
+    data = buffer.value()
+    start = 0
+    while start < min(len(data), 3) and 0x80 <= data[start] < 0xC0:  # continuation bytes
+        start += 1
+    return data[start:].decode("utf-8", errors="replace")
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -138,6 +148,13 @@ def _check_cmd(cmd: object) -> list[str]:
 def _over(text: str, limit: int) -> bool:
     # A str holds at least one byte per character: only a long one can be over.
     return len(text) > limit // 4 and len(text.encode("utf-8")) > limit
+
+
+def _too_big(contents: str | bytes, limit: int) -> bool:
+    """Whether *contents* holds more than *limit* bytes (a ``str`` counted as UTF-8)."""
+    if isinstance(contents, bytes):
+        return len(contents) > limit
+    return _over(contents, limit)
 
 
 class SandboxEnvironmentProxy(SandboxEnvironment):
@@ -279,13 +296,22 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
                 timestamp=start,
                 completed=_now(),
             )
-            out_over = call.stdout.total > limit or _over(result.stdout, limit)
-            err_over = call.stderr.total > limit or _over(result.stderr, limit)
-            if out_over or err_over:
-                kept = (_tail(result.stdout, limit) if out_over else "") + (
-                    _tail(result.stderr, limit) if err_over else ""
-                )
-                raise OutputLimitExceededError(human_size(limit), truncated_output=kept)
+            if call.shared:  # the buffers counted the bytes the command printed
+                out_over = call.stdout.total > limit
+                err_over = call.stderr.total > limit
+                if out_over or err_over:
+                    kept = (_kept(call.stdout) if out_over else "") + (
+                        _kept(call.stderr) if err_over else ""
+                    )
+                    raise OutputLimitExceededError(human_size(limit), truncated_output=kept)
+            else:  # only the text is known: count it as UTF-8
+                out_over = _over(result.stdout, limit)
+                err_over = _over(result.stderr, limit)
+                if out_over or err_over:
+                    kept = (_tail(result.stdout, limit) if out_over else "") + (
+                        _tail(result.stderr, limit) if err_over else ""
+                    )
+                    raise OutputLimitExceededError(human_size(limit), truncated_output=kept)
         return result
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
@@ -345,8 +371,7 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
                 raise
             except TimeoutError as exc:
                 raise SandboxTimeoutError(str(exc) or f"read_file {file!r} timed out") from exc
-            size = len(contents) if isinstance(contents, bytes) else len(contents.encode("utf-8"))
-            if size > limit:
+            if _too_big(contents, limit):
                 raise OutputLimitExceededError(human_size(limit), None)
             _record(
                 action="read_file",
