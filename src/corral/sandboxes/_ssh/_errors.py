@@ -48,14 +48,7 @@ _SFTP_ERRNO: dict[type[asyncssh.SFTPError], int] = {
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """Whether *exc* means the connection (not the command, nor a live server's refusal) failed.
-
-    asyncssh itself raises ``ChannelOpenError`` with ``OPEN_CONNECT_FAILED``
-    for a channel opened on a connection whose socket is gone but whose
-    cleanup has not run yet (``is_closed()`` is still false then).
-    """
-    if isinstance(exc, asyncssh.ChannelOpenError):
-        return exc.code == asyncssh.OPEN_CONNECT_FAILED
+    """Whether *exc* means the connection (not the command) failed."""
     return isinstance(
         exc,
         (

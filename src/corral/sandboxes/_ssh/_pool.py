@@ -311,9 +311,9 @@ class HostPool:
         """Take a slot and *open* a channel on its connection; the slot stays taken.
 
         A connection the server dropped may look open until asyncssh has
-        cleaned it up. Opening fails on it before anything runs, so that is
-        safe to try again: on each other connection (each may be gone as
-        well), then on a new one. A refusal by a live server with other
+        cleaned it up, a loop iteration later. Opening fails on it before
+        anything runs, so that is safe to try again: on each other connection
+        (each may be gone as well), then on a new one. A refusal by a live server with other
         channels open lowers that connection's capacity (:meth:`refused`),
         and the next connection is tried.
 
@@ -328,6 +328,11 @@ class HostPool:
                 return link, await open(link)
             except (OSError, asyncssh.Error) as exc:
                 self.release(link)
+                if isinstance(exc, asyncssh.ChannelOpenError) and not link.closed:
+                    # On a connection whose socket has just closed, asyncssh fails
+                    # the channel at once (as OpenSSH's own refusal reads) and has
+                    # queued its cleanup on the loop, which marks it closed: let it run.
+                    await asyncio.sleep(0)
                 if is_connection_error(exc) or link.closed:
                     link.gone = True
                     link.conn.close()  # gone already; closing it frees what asyncssh holds
