@@ -15,6 +15,7 @@ because anyio and trio copy the context when a task starts.
 
 from __future__ import annotations
 
+import functools
 import os
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -63,8 +64,13 @@ def current_kill_grace() -> float:
     return env_seconds(KILL_GRACE_ENV, DEFAULT_KILL_GRACE)
 
 
+@functools.cache
 def default_subprocess_limit() -> int:
-    """Slots of the shared ``"subprocesses"`` limit: ``os.cpu_count()``."""
+    """Slots of the shared ``"subprocesses"`` limit: ``os.cpu_count()``.
+
+    Read once: ``os.cpu_count()`` reads ``/sys`` each time (about 6 µs), and
+    the shared limit keeps the slots it was created with anyway.
+    """
     return os.cpu_count() or 1
 
 

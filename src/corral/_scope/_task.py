@@ -214,9 +214,12 @@ class Task(metaclass=NoPublicConstructor):
                 limiter = settings.enter_context(
                     current_registry().owned(f"{SUBPROCESSES}/{self._name}", self._max_subprocesses)
                 )
-                token_limiter = task_subprocess_limiter.set(limiter)
-                settings.callback(task_subprocess_limiter.reset, token_limiter)
-            self._limiter = subprocess_limiter()
+            else:
+                limiter = subprocess_limiter()  # the enclosing task's, or the shared one
+            # Set either way: subprocess() inside finds it without a registry lookup.
+            token_limiter = task_subprocess_limiter.set(limiter)
+            settings.callback(task_subprocess_limiter.reset, token_limiter)
+            self._limiter = limiter
             async with open_task_sandboxes(
                 self._name, self._sandbox, self._max_sandboxes, self._sandbox_cleanup
             ) as sandboxes:
