@@ -10,6 +10,11 @@ never looks inside; the snapshot code never touches the store's own fields.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 __all__ = ["IMMUTABLE", "ChangeTracker"]
 
 #: Types whose values cannot change in place: handing one out exposes nothing.
@@ -43,10 +48,16 @@ class ChangeTracker:
         if type(value) not in IMMUTABLE:
             self.exposed[key] = None
 
-    def handed_out(self, key: str, value: object) -> None:
-        """The value of *key* was handed to the caller, who may change it in place."""
-        if type(value) not in IMMUTABLE:
-            self.exposed[key] = None
+    def handed_out(self, key: str) -> None:
+        """The value of *key*, a mutable one, was handed to the caller, who may change it."""
+        self.exposed[key] = None
+
+    def all_handed_out(self, items: Iterable[tuple[str, object]]) -> None:
+        """The values of *items* were handed to the caller: the mutable ones are exposed."""
+        exposed = self.exposed
+        for key, value in items:
+            if type(value) not in IMMUTABLE:
+                exposed[key] = None
 
     def deleted(self, key: str) -> None:
         """*key* was deleted: it changed, and nothing of it is exposed any more."""

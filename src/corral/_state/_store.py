@@ -88,7 +88,7 @@ class Store:
         else:
             value = data.get(key, default)
         if type(value) not in IMMUTABLE:  # (an int, say, cannot be changed in place)
-            self._changes.handed_out(key, value)
+            self._changes.handed_out(key)
         return value
 
     def set(self, key: str, value: Any) -> None:
@@ -130,9 +130,7 @@ class Store:
         return self._data.items()
 
     def _expose_all(self) -> None:
-        handed_out = self._changes.handed_out
-        for key, value in self._data.items():
-            handed_out(key, value)
+        self._changes.all_handed_out(self._data.items())
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
