@@ -623,3 +623,27 @@ def test_a_level_set_later_is_seen_by_the_route(trace_path: Path) -> None:
         logging.disable(logging.NOTSET)
         other.setLevel(logging.NOTSET)
     assert _install.route(other)[0] is not None
+
+
+def test_a_record_seen_by_other_handlers_is_written_once_and_left_as_it_was(
+    trace_path: Path,
+) -> None:
+    """A TRACE record that also reaches a handler of the user's is written to the file
+    once, whether the trace file gets it directly (any logger) or through the
+    ``corral`` hierarchy, and carries nothing of corral's to that handler."""
+    listener = ListHandler()
+    listener.setLevel(TRACE)
+    root = logging.getLogger()
+    root.addHandler(listener)
+    saved = root.level
+    root.setLevel(TRACE)
+    other = logging.getLogger("not_corral.tests.heard")
+    try:
+        trace_message(LOG, "Ours", "a")
+        trace_message(other, "Theirs", "b")
+    finally:
+        root.removeHandler(listener)
+        root.setLevel(saved)
+    assert [r["message"] for r in read_records(trace_path)] == ["[Ours] a", "[Theirs] b"]
+    assert [r.getMessage() for r in listener.records] == ["[Ours] a", "[Theirs] b"]
+    assert all(not name.startswith("_corral") for r in listener.records for name in vars(r))

@@ -253,7 +253,8 @@ def _deliver(
     The logger's own filters run first (they may drop the record, or add
     fields the file then shows); the trace file handler writes it whatever
     the logger's handlers are, and the handlers it would reach by the usual
-    rules get it next (the trace file handler among them skips it).
+    rules get it next. When those include the trace file handler (a logger
+    of its hierarchy), it writes the record then, and only then.
     """
     if logger.filters:
         passed: object = logger.filter(record)  # a replacement record, from Python 3.12
@@ -261,11 +262,20 @@ def _deliver(
             return
         if isinstance(passed, logging.LogRecord):
             record = passed
-    if sink is not None:
+    if sink is not None and not (others and _propagates_to(logger, sink)):
         sink.write_record(record)
-        record._corral_written = True
     if others:
         logger.callHandlers(record)
+
+
+def _propagates_to(logger: logging.Logger, handler: logging.Handler) -> bool:
+    """Whether ``logger.callHandlers`` reaches *handler* (attached to *logger* or above it)."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if handler in current.handlers:
+            return True
+        current = current.parent if current.propagate else None
+    return False
 
 
 def _log(

@@ -146,16 +146,11 @@ class TraceFileHandler(logging.Handler):
         if self.filters and not self.filter(record):
             return False
         level = record.levelno
-        # A record trace_action or trace_message wrote already is only passed on.
-        if level >= self.threshold and not getattr(record, "_corral_written", False):
+        if level >= self.threshold:
             self.emit(record)
         logger = self.logger
-        if logger is not None and self._saved_propagate:
-            wanted = self._saved_level
-            if wanted == logging.NOTSET and logger.parent is not None:
-                wanted = logger.parent.getEffectiveLevel()
-            if level >= wanted:
-                self._propagate(logger, record)
+        if logger is not None and self.forwards(level):
+            self._propagate(logger, record)
         return True
 
     @staticmethod
