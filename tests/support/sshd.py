@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from corral._core._procfs import live_descendants, pids, read_stat
+
 __all__ = ["DEFAULT_USERS", "OpenSSHServer", "SSHServerUnavailable"]
 
 _SSHD = "/usr/sbin/sshd"
@@ -235,7 +237,7 @@ class OpenSSHServer:
         while True:
             found = set(self._marked_processes()) | set(self._processes_of_users())
             if process is not None and process.poll() is None:
-                found.update(_descendants(process.pid))
+                found.update(live_descendants(process.pid))
             if not found:
                 break
             left = _kill_and_wait(found, self._is_ours, deadline)
@@ -292,7 +294,7 @@ class OpenSSHServer:
         found: set[int] = set()
         if self._process is not None and self._process.poll() is None:
             listener = self._process.pid
-            found.update(pid for pid in _descendants(listener) if _runs_sshd(pid))
+            found.update(pid for pid in live_descendants(listener) if _runs_sshd(pid))
         found.update(self._marked_processes())
         return sorted(pid for pid in found if _alive(pid))
 
@@ -523,7 +525,7 @@ class OpenSSHServer:
         listener = self._process.pid if self._process is not None else None
         log = str(self.log_file)
         found = []
-        for pid in _pids():
+        for pid in pids():
             if pid == listener or not _runs_sshd(pid):
                 continue
             try:
@@ -754,39 +756,9 @@ def _make_traversable(directory: Path) -> None:
             parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
-def _pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """Fields of ``/proc/PID/stat`` after the command name: state, ppid, ..."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def _alive(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] not in (b"Z", b"X")
-
-
-def _descendants(root: int) -> list[int]:
-    """Every live descendant of *root*, from one scan of ``/proc``."""
-    children: dict[int, list[int]] = {}
-    for pid in _pids():
-        fields = _stat_fields(pid)
-        if fields is not None and fields[0] not in (b"Z", b"X"):
-            children.setdefault(int(fields[1]), []).append(pid)
-    found: list[int] = []
-    pending = [root]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            if child not in found:
-                found.append(child)
-                pending.append(child)
-    return found
+    info = read_stat(pid)
+    return info is not None and info.alive
 
 
 def _runs_sshd(pid: int) -> bool:
@@ -822,7 +794,7 @@ def _uids(pid: int) -> tuple[int, int] | None:
 
 def _process_uids() -> dict[int, tuple[int, int]]:
     """Real and effective uid of every live (non-zombie) process."""
-    found = {pid: _uids(pid) for pid in _pids()}
+    found = {pid: _uids(pid) for pid in pids()}
     return {pid: uids for pid, uids in found.items() if uids is not None}
 
 
