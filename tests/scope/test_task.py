@@ -204,7 +204,7 @@ async def test_start_takes_the_arguments_its_function_does() -> None:
 
 def test_task_has_no_public_constructor() -> None:
     with pytest.raises(TypeError, match="no public constructor"):
-        corral.Task("t", None, None, None, None, True)
+        corral.Task("t", None, None, None, None, True, True)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ProcStat",
+    "boot_id",
     "cmdline",
     "group_has_live_member",
     "live_descendants",
@@ -31,6 +32,7 @@ __all__ = [
     "processes_with_environ",
     "procfs_available",
     "read_stat",
+    "start_time",
 ]
 
 _PROC = "/proc"
@@ -93,6 +95,34 @@ def read_stat(pid: int) -> ProcStat | None:
     except OSError:
         return None
     return _parse_stat(pid, raw)
+
+
+def start_time(pid: int) -> int | None:
+    """When *pid* started, in clock ticks since boot, or ``None`` if it is gone.
+
+    With :func:`boot_id`, this tells a process from a later one given the
+    same pid: a pid is reused, a (boot, pid, start time) triple never is.
+    """
+    try:
+        with open(f"{_PROC}/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # Field 22 of stat; the fields after the command name start at field 3.
+    fields = raw[raw.rfind(b")") + 2 :].split(b" ", 20)
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def boot_id() -> str:
+    """This boot's random id (``/proc/sys/kernel/random/boot_id``), or ``""`` if unknown."""
+    try:
+        with open(f"{_PROC}/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def processes() -> Iterator[ProcStat]:

@@ -37,6 +37,7 @@ from .._core._checks import (
 from .._core._settings import current_kill_grace, subprocess_limiter
 from .._core._tail import TailBuffer
 from ..tracing._actions import trace_action
+from ._guardian import forget_group, harness_tag, watch_group
 from ._pipes import OutputCapture, close_fd, feed_input, make_pipe
 from ._process_group import group_alive, terminate_group
 
@@ -81,7 +82,8 @@ class Command:
         display: How messages and traces show the command.
         input: Bytes for the child's stdin; ``None`` gives it ``/dev/null``.
         cwd: The child's working directory (checked to be a directory).
-        env: The child's whole environment, or ``None`` to inherit ours.
+        env: The child's whole environment (ours, the caller's variables and
+            the harness tag of :mod:`._guardian`).
         capture: Whether stdout and stderr are captured.
     """
 
@@ -89,7 +91,7 @@ class Command:
     display: str
     input: bytes | None
     cwd: str | None
-    env: Mapping[str, str] | Mapping[bytes, bytes] | None
+    env: Mapping[str, str] | Mapping[bytes, bytes]
     capture: bool
 
 
@@ -132,8 +134,8 @@ def check_command(
             raise NotADirectoryError(errno.ENOTDIR, "cwd is not a directory", cwd_path)
 
     extra = check_env("env", env)
-    # None: the child inherits os.environ as it is.
-    merged = _child_environment(extra) if extra else None
+    name, token = harness_tag()
+    merged = _child_environment({**extra, name: token} if extra else {name: token})
 
     capture = check_bool("capture_output", capture_output)
     return Command(argv, display, data or None, cwd_path, merged, capture)
@@ -222,6 +224,8 @@ async def _supervise(
     fds = _Fds()
     try:
         process, stdin_w, out_r, err_r = await _spawn(command, fds)
+        # From here the guardian stops the group if the harness dies first.
+        watch_group(process.pid)
         try:
             async with anyio.create_task_group() as tg:
                 if stdin_w is not None:
@@ -235,15 +239,24 @@ async def _supervise(
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await terminate_group(process, grace, f"command {command.display!r}")
+            _forget_if_gone(process.pid)
             raise
         if group_alive(process.pid):
             # The child is done, but something it started in its group is
             # still running: it must not outlive this call.
             with anyio.CancelScope(shield=True):
                 await terminate_group(process, grace, f"command {command.display!r}")
+        _forget_if_gone(process.pid)
     finally:
         fds.close_all()
     return returncode
+
+
+def _forget_if_gone(pgid: int) -> None:
+    # A group that could not be stopped (members run as another user) stays
+    # watched: the guardian tries again when the harness exits.
+    if not group_alive(pgid):
+        forget_group(pgid)
 
 
 async def _feed(fds: _Fds, fd: int, data: bytes) -> None:

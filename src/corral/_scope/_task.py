@@ -45,6 +45,7 @@ from .._core._settings import (
 )
 from ._lifecycle import as_spec, open_task_sandboxes
 from ._sample import Sample, open_sample
+from ._signals import cancelled_by_signals, handles_signals
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -106,6 +107,7 @@ class Task(metaclass=NoPublicConstructor):
     """
 
     __slots__ = (
+        "_handle_signals",
         "_kill_grace",
         "_limiter",
         "_max_sandboxes",
@@ -127,8 +129,10 @@ class Task(metaclass=NoPublicConstructor):
         sandbox: SandboxEnvironmentSpec | None,
         max_sandboxes: int | None,
         sandbox_cleanup: bool,
+        handle_signals: bool,
     ) -> None:
         self._name = name
+        self._handle_signals = handle_signals
         self._max_subprocesses = max_subprocesses
         self._kill_grace = kill_grace
         self._sandbox = sandbox
@@ -169,6 +173,11 @@ class Task(metaclass=NoPublicConstructor):
     def sandbox_cleanup(self) -> bool:
         """Whether the sandbox cleanup hooks run."""
         return self._sandbox_cleanup
+
+    @property
+    def handle_signals(self) -> bool:
+        """Whether SIGTERM and SIGHUP cancel the task and then end the process."""
+        return self._handle_signals
 
     def __repr__(self) -> str:
         return f"<corral Task {self._name!r} {self._state.value}>"
@@ -220,19 +229,25 @@ class Task(metaclass=NoPublicConstructor):
             token_limiter = task_subprocess_limiter.set(limiter)
             settings.callback(task_subprocess_limiter.reset, token_limiter)
             self._limiter = limiter
-            async with open_task_sandboxes(
-                self._name, self._sandbox, self._max_sandboxes, self._sandbox_cleanup
-            ) as sandboxes:
-                self._sandboxes = sandboxes
-                async with anyio.create_task_group() as task_group:
-                    self._task_group = task_group
-                    token_task = _current_task.set(self)
-                    try:
-                        yield
-                    finally:
-                        _current_task.reset(token_task)
-                self._task_group = None
-                self._state = _State.CLOSED
+            # Outermost: a termination signal cancels everything below, and
+            # ends the process once all of it has unwound.
+            shutdown = anyio.CancelScope()
+            if self._handle_signals and handles_signals():
+                settings.enter_context(cancelled_by_signals(shutdown, self._name))
+            with shutdown:
+                async with open_task_sandboxes(
+                    self._name, self._sandbox, self._max_sandboxes, self._sandbox_cleanup
+                ) as sandboxes:
+                    self._sandboxes = sandboxes
+                    async with anyio.create_task_group() as task_group:
+                        self._task_group = task_group
+                        token_task = _current_task.set(self)
+                        try:
+                            yield
+                        finally:
+                            _current_task.reset(token_task)
+                    self._task_group = None
+                    self._state = _State.CLOSED
 
     def _running_group(self) -> TaskGroup:
         if self._state is not _State.RUNNING or self._task_group is None:
@@ -363,6 +378,7 @@ def task(
     sandbox: SandboxSpec | None = None,
     max_sandboxes: int | None = None,
     sandbox_cleanup: bool = True,
+    handle_signals: bool = True,
 ) -> Task:
     """Create a task scope, to be entered with ``async with``.
 
@@ -388,6 +404,14 @@ def task(
             takes the provider's ``default_concurrency()``.
         sandbox_cleanup: ``False`` skips the cleanup hooks, to keep sandboxes
             around for debugging.
+        handle_signals: While the task is open in the main thread, SIGTERM
+            and SIGHUP cancel it (and every other task that handles them),
+            and once the last such task has exited the process ends by that
+            signal, as it would have without corral but with everything
+            cleaned up; a second signal ends it at once. A signal the
+            program handles (or ignores) itself is left alone, and so is
+            every signal when ``$CORRAL_HANDLE_SIGNALS`` is ``0``. ``False``
+            leaves them alone for this task.
 
     Returns:
         A :class:`Task`, not yet entered.
@@ -412,7 +436,10 @@ def task(
     if max_sandboxes is not None:
         check_limit("max_sandboxes", max_sandboxes)
     check_bool("sandbox_cleanup", sandbox_cleanup)
-    return Task._create(name, max_subprocesses, grace, spec, max_sandboxes, sandbox_cleanup)
+    check_bool("handle_signals", handle_signals)
+    return Task._create(
+        name, max_subprocesses, grace, spec, max_sandboxes, sandbox_cleanup, handle_signals
+    )
 
 
 def current_task() -> Task | None:

@@ -26,7 +26,6 @@ import re
 import secrets
 import shlex
 import shutil
-import signal
 import stat
 import tempfile
 from typing import Any, Literal, overload
@@ -34,8 +33,9 @@ from typing import Any, Literal, overload
 import anyio
 import anyio.to_thread
 
-from .._core._procfs import processes_with_environ
 from .._core._settings import subprocess_limiter
+from .._process._guardian import forget_directory, harness_tag, watch_directory
+from .._process._reaper import stop_processes
 from .._process._subprocess import ExecResult, check_command, run_supervised
 from ._calls import exec_call
 from ._environment import SandboxConnection, SandboxEnvironment
@@ -85,29 +85,6 @@ def _write_sync(path: str, data: bytes) -> None:
         os.makedirs(parent, exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
-
-
-def _kill_tagged(tag: bytes) -> int:
-    """SIGKILL the process groups of every live process tagged *tag*; return how many were hit."""
-    own_group = os.getpgrp()
-    killed = 0
-    for _ in range(3):  # a process may have forked while we looked
-        pids = processes_with_environ(tag, exclude=os.getpid())
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                pgid = os.getpgid(pid)
-                if pgid > 1 and pgid != own_group:
-                    os.killpg(pgid, signal.SIGKILL)
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue  # already gone
-            except PermissionError:
-                logger.warning("cannot kill process %d left behind by a local sandbox", pid)
-                continue
-            killed += 1
-    return killed
 
 
 class LocalSandboxEnvironment(SandboxEnvironment):
@@ -201,6 +178,8 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         workdir = self._directory if cwd is None else self._resolve(cwd)
         extra = dict(env) if env else {}
         name, _, value = self._tag.partition("=")
+        extra[name] = value
+        name, value = harness_tag()  # through sudo too, which resets the environment
         extra[name] = value
 
         argv = list(cmd)
@@ -331,6 +310,7 @@ class LocalSandboxEnvironment(SandboxEnvironment):
             OSError: The temporary directory cannot be created.
         """
         directory = tempfile.mkdtemp(prefix="corral-sandbox-")
+        watch_directory(directory)  # removed by the guardian if the harness dies first
         return {"default": cls(directory)}
 
     @classmethod
@@ -375,6 +355,7 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         if self._closed:
             return 0
         self._closed = True
-        killed = _kill_tagged(self._tag.encode()) if self._ran_commands else 0
+        killed = stop_processes((), self._tag.encode(), grace=0) if self._ran_commands else 0
         shutil.rmtree(self._directory, ignore_errors=True)
+        forget_directory(self._directory)
         return killed

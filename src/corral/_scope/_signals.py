@@ -1,0 +1,141 @@
+"""SIGTERM and SIGHUP end a harness as Ctrl-C does: cancelled, cleaned up, then gone.
+
+``docker stop``, Kubernetes, systemd and ``timeout`` send SIGTERM, and a
+closed terminal sends SIGHUP. Their default action ends the process at
+once, with no ``finally`` run, so every sandbox and subprocess is left
+behind. While a task scope that handles signals is open in the main
+thread, this module replaces the default action of each of these signals
+(and only the default: a handler the program installed itself, or
+``SIG_IGN`` as ``nohup`` sets it, is kept as it is) with one that cancels
+every such open task scope, from its own event loop. The scopes unwind as
+on any cancellation: samples are cleaned up (``interrupted=True``),
+process groups terminated and reaped. When the last of them has exited,
+the previous handlers are back, and the signal is raised again with its
+default action, so the process ends the way a process killed by that
+signal ends (status ``-15`` to its parent, ``143`` in a shell); code after
+the ``async with`` block does not run. A second signal while the scopes
+unwind ends the process at once.
+
+Written by hand: trio's ``open_signal_receiver`` and asyncio's
+``add_signal_handler`` are both per event loop and restore ``SIG_DFL`` (not
+the previous handler) when done, while this must span every task scope of
+the process, on either backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+import sniffio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from types import FrameType
+
+    from anyio import CancelScope
+
+__all__ = ["HANDLED_SIGNALS", "SIGNALS_ENV", "cancelled_by_signals", "handles_signals"]
+
+#: The signals a task scope handles.
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: ``CORRAL_HANDLE_SIGNALS=0`` leaves every signal's handler alone.
+SIGNALS_ENV = "CORRAL_HANDLE_SIGNALS"
+
+# Only the main thread changes these (signal handlers run there too), so no lock.
+_open: dict[object, Callable[[], None]] = {}
+_replaced: dict[int, Any] = {}
+_received: list[int] = []
+
+
+def handles_signals() -> bool:
+    """Whether a task scope opened here and now would handle SIGTERM and SIGHUP."""
+    if os.environ.get(SIGNALS_ENV, "1").strip() == "0":
+        return False
+    return threading.current_thread() is threading.main_thread()
+
+
+def _die(signum: int) -> None:
+    """End the process as *signum*'s default action does."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # only if the signal did not end us
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if _received:
+        _die(signum)  # a second signal while the scopes unwind: now
+    _received.append(signum)
+    for cancel in tuple(_open.values()):
+        cancel()
+
+
+def _threadsafe_cancel(scope: CancelScope, reason: str) -> Callable[[], None]:
+    """A function that cancels *scope* from a signal handler, through its event loop."""
+
+    def cancel() -> None:
+        scope.cancel(reason)
+
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+
+        def schedule() -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(cancel)
+
+    else:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+
+        def schedule() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(cancel)
+
+    return schedule
+
+
+def _install() -> None:
+    for signum in HANDLED_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            _replaced[signum] = signal.signal(signum, _on_signal)
+
+
+def _restore() -> None:
+    for signum, previous in _replaced.items():
+        if signal.getsignal(signum) is _on_signal:  # unless the program replaced ours
+            signal.signal(signum, previous)
+    _replaced.clear()
+
+
+@contextlib.contextmanager
+def cancelled_by_signals(scope: CancelScope, name: str) -> Iterator[None]:
+    """Cancel *scope* on SIGTERM or SIGHUP while the block runs; then end the process.
+
+    Call :func:`handles_signals` first: this must run in the main thread,
+    inside an event loop. The first block entered installs the handlers, the
+    last one to exit restores them and, if a signal came, raises it again.
+    """
+    key = object()
+    if not _open:
+        _received.clear()
+        _install()
+    _open[key] = _threadsafe_cancel(scope, f"task {name!r} got a termination signal")
+    try:
+        yield
+    finally:
+        del _open[key]
+        if not _open:
+            _restore()
+            if _received:
+                _die(_received[0])
