@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,25 @@ class Fifo:
                 got += len(os.read(self.fd, count - got))
             except BlockingIOError:
                 await anyio.wait_readable(self.fd)
+
+    def wait_blocking(self, count: int, timeout: float) -> int:
+        """Block up to *timeout* seconds in all until *count* children have signalled.
+
+        Returns how many had (fewer than *count* only when the time ran out), for
+        tests that drive a harness process from outside any event loop.
+        """
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        got = 0
+        while got < count:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                break
+            with contextlib.suppress(BlockingIOError):
+                got += len(os.read(self.fd, count - got))
+        return got
 
     def pending(self) -> int:
         """Signals that arrived and were not waited for yet (consumes them)."""
