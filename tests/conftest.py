@@ -33,12 +33,17 @@ __all__ = [
 
 
 _trace_directory = pytest.StashKey[str]()
+_state_directory = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Keep the suite's trace records out of the user's own trace directory."""
+    """Keep the suite's trace records and leftover records out of the user's own directories."""
     import tempfile
 
+    if "CORRAL_STATE_DIR" not in os.environ:
+        state = tempfile.mkdtemp(prefix="corral-test-state-")
+        os.environ["CORRAL_STATE_DIR"] = state
+        config.stash[_state_directory] = state
     if "CORRAL_TRACE_FILE" not in os.environ:
         directory = tempfile.mkdtemp(prefix="corral-test-traces-")
         os.environ["CORRAL_TRACE_FILE"] = os.path.join(directory, f"trace-{os.getpid()}.log")
@@ -50,6 +55,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     import shutil
     import sys
 
+    state = config.stash.get(_state_directory, None)
+    if state is not None:
+        os.environ.pop("CORRAL_STATE_DIR", None)
+        shutil.rmtree(state, ignore_errors=True)
     directory = config.stash.get(_trace_directory, None)
     if directory is None:
         return

@@ -95,16 +95,24 @@ RUN_SANDBOX = "from corral._cli._sandbox import sandbox; sandbox()"
 # -- cleanup ----------------------------------------------------------------------------
 
 
-def test_cleanup_local() -> None:
+@pytest.fixture(autouse=True)
+def own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No records but the test's own (the suite's harness records its sandboxes too)."""
+    monkeypatch.setenv("CORRAL_STATE_DIR", str(tmp_path / "state"))
+
+
+def test_cleanup_local_with_nothing_recorded() -> None:
     result = CliRunner().invoke(sandbox, ["cleanup", "local"])
     assert result.exit_code == 0, result.output
-    assert result.output == "local: cleaned\n"
+    assert result.output == "local: nothing to clean\n"
 
 
-def test_cleanup_local_with_id_under_asyncio() -> None:
+def test_cleanup_of_an_unknown_id_is_an_error_under_asyncio() -> None:
     result = CliRunner().invoke(sandbox, ["cleanup", "local", "abc", "--backend", "asyncio"])
-    assert result.exit_code == 0, result.output
-    assert result.output == "local: cleaned (abc)\n"
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "local: cleanup failed: no local sandbox 'abc' was left behind by a harness\n"
+    )
 
 
 def test_cleanup_unknown_type() -> None:
@@ -121,7 +129,7 @@ def test_cleanup_one_type_with_id() -> None:
     result = CliRunner().invoke(sandbox, ["cleanup", "fake", "sample-7"])
     assert result.exit_code == 0, result.output
     assert FakeSandbox.calls == ["sample-7"]
-    assert result.output == "fake removed sample-7\nfake: cleaned (sample-7)\n"
+    assert result.output == "fake removed sample-7\nfake: cleanup done\n"
 
 
 @pytest.mark.usefixtures("fake_registry")
@@ -129,7 +137,9 @@ def test_cleanup_without_type_calls_every_provider() -> None:
     result = CliRunner().invoke(sandbox, ["cleanup"])
     assert result.exit_code == 0, result.output
     assert FakeSandbox.calls == [None]
-    assert result.stdout == "fake removed everything\nfake: cleaned\nlocal: cleaned\n"
+    assert result.stdout == (
+        "fake removed everything\nfake: cleanup done\nlocal: nothing to clean\n"
+    )
     assert result.stderr.startswith("missing: skipped (")
     assert "corral_no_such_module" in result.stderr
 
@@ -141,8 +151,8 @@ def test_cleanup_failure_is_reported_and_the_others_still_run(
     monkeypatch.setattr(FakeSandbox, "fail", True)
     result = CliRunner().invoke(sandbox, ["cleanup"])
     assert result.exit_code == 1
-    assert "fake: cleanup failed: RuntimeError: the cloud is down" in result.stderr
-    assert "local: cleaned" in result.stdout
+    assert "fake: cleanup failed: the cloud is down" in result.stderr
+    assert "local: nothing to clean" in result.stdout
 
 
 @pytest.mark.usefixtures("fake_registry")
@@ -156,7 +166,7 @@ def test_cleanup_of_a_type_that_cannot_be_imported() -> None:
 def test_cleanup_as_a_real_process() -> None:
     done = run_cli(RUN_SANDBOX, "cleanup", "local")
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "local: cleaned\n"
+    assert done.stdout == "local: nothing to clean\n"
 
 
 # -- check ------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Commands:
 
-* ``cleanup [TYPE] [ID]``: call the provider's ``cli_cleanup(ID)``, or every
-  registered provider's when TYPE is not given (a provider that cannot be
-  imported is reported and skipped).
+* ``cleanup [TYPE] [ID] [--config FILE]``: remove the recorded local and ssh
+  sandboxes of harnesses that are gone (see :mod:`corral.sandboxes._sweep`),
+  and call other providers' ``cli_cleanup(ID)``; every registered provider
+  when TYPE is not given (a provider that cannot be imported is reported and
+  skipped).
 * ``check TYPE [--config FILE]``: run the conformance suite of
   :mod:`corral.sandboxes.testing` against the provider, under trio and
   asyncio, and print a pass/fail table.
@@ -43,6 +45,7 @@ from rich.text import Text
 from .._core._config_files import load_config_file
 from ..sandboxes import _registry
 from ..sandboxes._registry import registered_sandboxes, sandbox_class
+from ..sandboxes._sweep import SWEPT_TYPES, sweep
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -130,17 +133,31 @@ def sandbox() -> None:
 @sandbox.command("cleanup")
 @click.argument("sandbox_type", metavar="[TYPE]", required=False)
 @click.argument("sandbox_id", metavar="[ID]", required=False)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An ssh sandbox config whose keys and known hosts reach its hosts.",
+)
 @_BACKEND
-def cleanup_command(sandbox_type: str | None, sandbox_id: str | None, backend: str) -> None:
-    """Remove resources that earlier runs left behind.
+def cleanup_command(
+    sandbox_type: str | None, sandbox_id: str | None, config_file: Path | None, backend: str
+) -> None:
+    """Remove what harnesses that are no longer running left behind.
 
-    With TYPE, call that provider's cleanup (of the resource ID, or of
-    everything it left behind); without it, call every registered provider's.
-    A provider that cannot be imported is reported and skipped.
+    For the local and ssh sandboxes, every sandbox a harness made is
+    recorded until its cleanup succeeds; this removes the recorded
+    sandboxes (processes and directory) of harnesses that are gone, or only
+    the sandbox ID, and prints each thing it removed. A running harness's
+    sandboxes are never touched. Other providers' own cleanup is called.
+    Exits with 1 if something could not be removed (it is tried again next
+    time) or ID is unknown.
     """
     if sandbox_type is not None:
         providers = [(sandbox_type, _provider(sandbox_type))]
     else:
+        if sandbox_id is not None:  # pragma: no cover - click gives ID only after TYPE
+            raise click.UsageError("give the TYPE of the sandbox ID")
         _registry._load_entry_points()
         providers = []
         for name in sorted(registered_sandboxes()):
@@ -148,7 +165,8 @@ def cleanup_command(sandbox_type: str | None, sandbox_id: str | None, backend: s
                 providers.append((name, sandbox_class(name)))
             except (ImportError, TypeError) as exc:
                 click.echo(f"{name}: skipped ({exc})", err=True)
-    failed = anyio.run(_cleanup_all, providers, sandbox_id, backend=backend)
+    config = None if config_file is None else str(config_file)
+    failed = anyio.run(_cleanup_all, providers, sandbox_id, config, backend=backend)
     if failed:
         raise SystemExit(1)
 
@@ -167,19 +185,38 @@ def _provider(name: str) -> type[SandboxEnvironment]:
 
 
 async def _cleanup_all(
-    providers: list[tuple[str, type[SandboxEnvironment]]], sandbox_id: str | None
+    providers: list[tuple[str, type[SandboxEnvironment]]],
+    sandbox_id: str | None,
+    config: str | None,
 ) -> bool:
-    """Call each provider's ``cli_cleanup``; return whether any of them raised."""
+    """Sweep or clean up after each provider; return whether anything failed."""
     failed = False
     for name, cls in providers:
         try:
+            if name in SWEPT_TYPES:
+                failed |= await _sweep_one(name, sandbox_id, config if name == "ssh" else None)
+                continue
             await cls.cli_cleanup(sandbox_id)
         except Exception as exc:  # one provider's failure must not stop the others
             failed = True
-            click.echo(f"{name}: cleanup failed: {type(exc).__name__}: {exc}", err=True)
+            click.echo(f"{name}: cleanup failed: {exc}", err=True)
         else:
-            suffix = "" if sandbox_id is None else f" ({sandbox_id})"
-            click.echo(f"{name}: cleaned{suffix}")
+            click.echo(f"{name}: cleanup done")
+    return failed
+
+
+async def _sweep_one(name: str, sandbox_id: str | None, config: str | None) -> bool:
+    """Sweep the leftovers of the built-in provider *name*; return whether any stayed."""
+    results = await sweep(name, sandbox_id, config)
+    failed = False
+    for result in results:
+        if result.error is not None:
+            failed = True
+            click.echo(f"{name}: could not remove {result.leftover.id}: {result.error}", err=True)
+        elif result.removed is not None:
+            click.echo(f"{name}: removed {result.removed}")
+    if not any(result.removed or result.error for result in results):
+        click.echo(f"{name}: nothing to clean")
     return failed
 
 

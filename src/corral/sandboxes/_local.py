@@ -28,11 +28,12 @@ import shlex
 import shutil
 import stat
 import tempfile
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
 import anyio.to_thread
 
+from .._core._leftovers import record_sandbox, resolve_sandbox
 from .._core._settings import subprocess_limiter
 from .._process._guardian import forget_directory, harness_tag, watch_directory
 from .._process._reaper import stop_processes
@@ -41,6 +42,9 @@ from ._calls import exec_call
 from ._environment import SandboxConnection, SandboxEnvironment
 from ._errors import OutputLimitExceededError, SandboxUnavailableError
 from ._output_limits import human_size, max_read_file_size
+
+if TYPE_CHECKING:
+    from ._sweep import Leftover, SweepResult
 
 __all__ = ["LocalSandboxEnvironment"]
 
@@ -310,8 +314,18 @@ class LocalSandboxEnvironment(SandboxEnvironment):
             OSError: The temporary directory cannot be created.
         """
         directory = tempfile.mkdtemp(prefix="corral-sandbox-")
-        watch_directory(directory)  # removed by the guardian if the harness dies first
-        return {"default": cls(directory)}
+        environment = cls(directory)
+        try:
+            # Removed by the guardian if the harness dies first, or at the
+            # latest by ``corral sandbox cleanup local``.
+            watch_directory(directory)
+            record_sandbox(
+                "local", os.path.basename(directory), dir=directory, tag=environment._tag
+            )
+        except BaseException:
+            environment._release()
+            raise
+        return {"default": environment}
 
     @classmethod
     async def sample_cleanup(
@@ -358,4 +372,44 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         killed = stop_processes((), self._tag.encode(), grace=0) if self._ran_commands else 0
         shutil.rmtree(self._directory, ignore_errors=True)
         forget_directory(self._directory)
+        resolve_sandbox(os.path.basename(self._directory))
         return killed
+
+    @classmethod
+    async def cli_cleanup(cls, id: str | None) -> None:
+        """Remove the local sandboxes that harnesses which are gone left behind (or only *id*).
+
+        What is removed is printed, one line each. See ``corral sandbox cleanup``.
+
+        Raises:
+            ValueError: *id* is not a recorded local sandbox, or its harness is still running.
+            OSError: Something could not be removed (it stays recorded).
+        """
+        from ._sweep import print_sweep
+
+        await print_sweep("local", id)
+
+    @classmethod
+    async def _sweep_leftovers(cls, leftovers: list[Leftover], config: object) -> list[SweepResult]:
+        """For :mod:`._sweep`: stop the processes and remove the directories of *leftovers*."""
+        return [
+            await anyio.to_thread.run_sync(_remove_leftover, leftover) for leftover in leftovers
+        ]
+
+
+def _remove_leftover(leftover: Leftover) -> SweepResult:
+    from ._sweep import SweepResult
+
+    directory = str(leftover.details.get("dir", ""))
+    tag = str(leftover.details.get("tag", ""))
+    killed = stop_processes((), tag.encode(), grace=0.5) if tag else 0
+    existed = bool(directory) and os.path.lexists(directory)
+    if existed:
+        try:
+            shutil.rmtree(directory)
+        except OSError as exc:
+            return SweepResult(leftover, error=f"cannot remove {directory}: {exc}")
+    if not existed and not killed:
+        return SweepResult(leftover)
+    what = directory if existed else f"the processes of {directory}"
+    return SweepResult(leftover, removed=f"{what} ({killed} processes stopped)" if killed else what)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import posixpath
 import secrets
 import shlex
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
+import anyio
+
+from ..._core._leftovers import record_sandbox, resolve_sandbox
 from ..._core._settings import current_kill_grace
 from ..._process._subprocess import ExecResult
 from .._calls import exec_call
@@ -19,6 +23,10 @@ from ._config import IGNORE_KNOWN_HOSTS, SSHSandboxConfig
 from ._pool import HostSet, hold, let_go
 from ._remote import RemoteSandbox
 from ._script import STATUSES, check_env, exec_script
+from ._sweep import record_details, sweep_ssh
+
+if TYPE_CHECKING:
+    from .._sweep import Leftover, SweepResult
 
 __all__ = ["SSHSandboxEnvironment"]
 
@@ -296,7 +304,16 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         """
         loaded = SSHSandboxConfig.load(config)
         remote = await run_on_ssh_loop(_place, loaded)
-        return {"default": cls(remote, loaded)}
+        environment = cls(remote, loaded)
+        try:
+            # Until its cleanup succeeds, ``corral sandbox cleanup ssh`` can find it.
+            details = record_details(loaded, remote.pool.host, remote.workdir, remote.tag)
+            record_sandbox("ssh", posixpath.basename(remote.workdir), **details)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await run_on_ssh_loop(remote.close)
+            raise
+        return {"default": environment}
 
     @classmethod
     async def sample_cleanup(
@@ -323,8 +340,9 @@ class SSHSandboxEnvironment(SandboxEnvironment):
             try:
                 killed = await run_on_ssh_loop(environment._remote.close)
             except Exception as exc:
-                first = first or exc
+                first = first or exc  # it stays recorded, for ``corral sandbox cleanup``
                 continue
+            resolve_sandbox(posixpath.basename(environment.directory))
             if killed:
                 logger.warning(
                     "killed %d process(es) left running in the ssh sandbox %s on %s",
@@ -337,8 +355,22 @@ class SSHSandboxEnvironment(SandboxEnvironment):
 
     @classmethod
     async def cli_cleanup(cls, id: str | None) -> None:
-        """Nothing to do: each sample's directory and processes are removed when it ends.
+        """Remove what harnesses that are gone left on the hosts (or only the sandbox *id*).
 
-        A run killed before its samples' cleanup (SIGKILL, power loss) leaves
-        ``corral-sandbox-*`` directories under ``workdir_base`` on the hosts.
+        Each sandbox is recorded with its host and connection settings when
+        it is made, until its cleanup succeeds; this kills its processes and
+        removes its directory, printing one line for each removed. See
+        ``corral sandbox cleanup``.
+
+        Raises:
+            ValueError: *id* is not a recorded ssh sandbox, or its harness is still running.
+            OSError: Something could not be removed (it stays recorded).
         """
+        from .._sweep import print_sweep
+
+        await print_sweep("ssh", id)
+
+    @classmethod
+    async def _sweep_leftovers(cls, leftovers: list[Leftover], config: Any) -> list[SweepResult]:
+        """For :mod:`.._sweep`: remove *leftovers* from their hosts."""
+        return await sweep_ssh(leftovers, config)
