@@ -78,15 +78,19 @@ def demo(backend: str, samples: int, sandbox: Any, max_sandboxes: int, logs: Pat
 
     Exits with 0 when every sample behaved as designed (one command times out
     and one sample hits its time limit on purpose) and no process was left
-    behind; 1 otherwise.
+    behind; 1 otherwise. Ctrl-C stops the samples, prints the summary of those
+    that finished and exits with 130.
     """
-    from ._demo import DemoConfig, DemoSetupError, run_demo
+    from ._demo import INTERRUPTED_STATUS, DemoConfig, DemoSetupError, run_demo
 
     config = DemoConfig(backend, samples, sandbox, max_sandboxes, logs)
     try:
         status = run_demo(config)
     except DemoSetupError as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # before the samples started, or once they were summed up
+        click.echo("interrupted", err=True)
+        status = INTERRUPTED_STATUS
     raise SystemExit(status)
 
 

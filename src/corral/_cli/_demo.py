@@ -10,6 +10,11 @@ command of its own. One sample runs a command that times out on purpose
 use; each sample's log is written as JSON; a summary table ends the run, with
 exec latencies, the processes left behind (there must be none) and the trace
 file.
+
+Ctrl-C cancels the run like any cancellation, so the runtime cleans up every
+sample's sandbox and process on the way out; the demo then prints one line
+saying how many samples finished, the summary of those (marked partial), and
+exits with 130 (the shell's status for SIGINT).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from rich.text import Text
 
 import corral
 from corral._core._procfs import live_descendants
+from corral._process._guardian import guardian_pid
 from corral.tracing import trace_file
 from corral.util import (
     ExecResult,
@@ -53,7 +59,14 @@ from corral.util._display import registered_live
 if TYPE_CHECKING:
     from corral import Sample
 
-__all__ = ["DemoConfig", "DemoProgress", "DemoSetupError", "parse_sandbox_spec", "run_demo"]
+__all__ = [
+    "INTERRUPTED_STATUS",
+    "DemoConfig",
+    "DemoProgress",
+    "DemoSetupError",
+    "parse_sandbox_spec",
+    "run_demo",
+]
 
 #: Seconds the deliberately slow command may run before its exec times out.
 EXEC_TIMEOUT = 0.3
@@ -63,6 +76,9 @@ SHORT_TIME_LIMIT = 0.5
 TIME_LIMIT = 60.0
 
 OK, TIMED_OUT, TIME_LIMIT_HIT, FAILED = "ok", "timed out", "time limit", "failed"
+
+#: The exit status after Ctrl-C: 128 + SIGINT, as a shell reports a process it killed.
+INTERRUPTED_STATUS = 130
 
 
 class DemoProgress(StoreModel):
@@ -241,7 +257,8 @@ async def _run_sample(
     """Run sample *id*, record its outcome and write its log.
 
     Reports ready (``task_status.started()``) once the sample holds its
-    sandbox, or once it is over if it never got one.
+    sandbox, or once it is over if it never got one. A sample cancelled
+    with the task (Ctrl-C) writes its log too, but records no outcome.
     """
     config = report.config
     ready = False
@@ -263,9 +280,11 @@ async def _run_sample(
     except Exception as exc:  # one broken sample must not stop the others
         report.outcomes[id] = FAILED
         report.errors[id] = f"{type(exc).__name__}: {exc}"
-    if sample is not None:  # None: the time limit fired while it waited for a sandbox
-        sample.log().write_json(report.log_dir / f"sample-{id}.json")
-        report.logs_written += 1
+    finally:
+        # None: the sample was cancelled or hit its time limit while it waited for a sandbox.
+        if sample is not None:
+            sample.log().write_json(report.log_dir / f"sample-{id}.json")
+            report.logs_written += 1
     if not ready:
         task_status.started()
 
@@ -346,31 +365,39 @@ async def _main(report: _Report, live: Live) -> None:
 
 
 def _live_descendants() -> set[int]:
-    """The live (non-zombie) descendants of this process, from /proc."""
-    return set(live_descendants(os.getpid()))
+    """The live (non-zombie) descendants of this process, from /proc.
+
+    The runtime's guardian is not one: it lives as long as this process, by design.
+    """
+    return set(live_descendants(os.getpid())) - {guardian_pid()}
 
 
 def _percentile(values: list[float], q: float) -> float:
-    """The nearest-rank *q*-th percentile of *values* (``nan`` when empty)."""
-    if not values:
-        return math.nan
+    """The nearest-rank *q*-th percentile of *values*, which must not be empty."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def _summary(report: _Report, elapsed: float, left: int) -> tuple[Table, bool]:
-    """Build the summary table; also say whether everything went as designed."""
+def _summary(
+    report: _Report, elapsed: float, left: int, *, interrupted: bool = False
+) -> tuple[Table, bool]:
+    """Build the summary table; also say whether everything went as designed.
+
+    With *interrupted*, the table is marked partial and the outcome counts are
+    checked against what the samples that finished were designed to do.
+    """
     config = report.config
     counts = dict.fromkeys((OK, TIMED_OUT, TIME_LIMIT_HIT, FAILED), 0)
     for outcome in report.outcomes.values():
         counts[outcome] += 1
     expected = dict.fromkeys(counts, 0)
-    for id in range(1, config.samples + 1):
+    for id in report.outcomes if interrupted else range(1, config.samples + 1):
         expected[config.expected(id)] += 1
     as_designed = all(report.outcomes.get(id) == config.expected(id) for id in report.outcomes)
     as_designed = as_designed and len(report.outcomes) == config.samples
 
-    table = Table(title=f"corral {corral.__version__} demo under {config.backend}")
+    title = f"corral {corral.__version__} demo under {config.backend}"
+    table = Table(title=f"{title} (partial: interrupted)" if interrupted else title)
     table.add_column("")
     table.add_column("value", overflow="fold")
     table.add_column("check")
@@ -379,14 +406,19 @@ def _summary(report: _Report, elapsed: float, left: int) -> tuple[Table, bool]:
         mark = "" if ok is None else ("ok" if ok else "FAIL")
         table.add_row(what, str(value), Text(mark, style="green" if ok else "red"))
 
+    if interrupted:
+        row("samples finished", f"{len(report.outcomes)} of {config.samples}")
     row("samples ok", counts[OK], counts[OK] == expected[OK])
     row("timed out (exec timeout)", counts[TIMED_OUT], counts[TIMED_OUT] == expected[TIMED_OUT])
     hit = counts[TIME_LIMIT_HIT]
     row("hit time limit", hit, hit == expected[TIME_LIMIT_HIT])
     row("failed", counts[FAILED], counts[FAILED] == 0)
     row("execs", report.execs)
-    p50, p95 = _percentile(report.latencies, 50), _percentile(report.latencies, 95)
-    row("exec latency p50 / p95", f"{p50 * 1000:.1f} ms / {p95 * 1000:.1f} ms")
+    if report.latencies:
+        p50, p95 = _percentile(report.latencies, 50), _percentile(report.latencies, 95)
+        row("exec latency p50 / p95", f"{p50 * 1000:.1f} ms / {p95 * 1000:.1f} ms")
+    else:
+        row("exec latency p50 / p95", "no exec finished")
     row("peak sandboxes in use", f"{report.peak_sandboxes}/{config.max_sandboxes}")
     row("peak subprocesses in use", report.peak_subprocesses)
     row("processes left behind", left, left == 0)
@@ -404,10 +436,15 @@ def _summary(report: _Report, elapsed: float, left: int) -> tuple[Table, bool]:
 def run_demo(config: DemoConfig, console: Console | None = None) -> int:
     """Run the demo, print the live display and the summary, return an exit status.
 
+    Ctrl-C (``KeyboardInterrupt``, alone or in the exception group of the
+    task groups it unwound) ends the run: the live display stops, one line
+    says how many samples finished, and the summary of those follows. Any
+    other error raised along with it propagates.
+
     Returns:
         0 when every sample behaved as designed (the deliberate timeout and
         time limit included), no process was left behind and every log was
-        written; 1 otherwise.
+        written; 130 (:data:`INTERRUPTED_STATUS`) after Ctrl-C; 1 otherwise.
 
     Raises:
         DemoSetupError: The task's sandbox could not be set up (its
@@ -420,18 +457,30 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
     already_running = _live_descendants()
     started = time.monotonic()
     live = Live(_status(report, started), console=console, auto_refresh=False)
+    interrupted = False
     try:
         with live, registered_live(live):
-            anyio.run(_main, report, live, backend=config.backend)
+            try:
+                anyio.run(_main, report, live, backend=config.backend)
+            except* KeyboardInterrupt:
+                # The cancellation it caused has cleaned up every sample on the way here.
+                interrupted = True
+                live.update(_status(report, started), refresh=True)  # the limits as interrupted
     finally:
         if not console.is_terminal:
             console.line()  # rich ends its last frame with a newline only on a terminal
     elapsed = time.monotonic() - started
+    if interrupted:
+        finished = f"{len(report.outcomes)} of {config.samples} samples finished"
+        console.print(f"interrupted: {finished}", style="yellow", markup=False)
     # Only what the demo started counts (a test's server, say, was there before).
-    table, ok = _summary(report, elapsed, len(_live_descendants() - already_running))
+    left = len(_live_descendants() - already_running)
+    table, ok = _summary(report, elapsed, left, interrupted=interrupted)
     console.print(table)
     for id, error in sorted(report.errors.items()):
         if report.outcomes.get(id) != config.expected(id):
             console.print(f"sample {id}: {error}", style="red", markup=False)
+    if interrupted:
+        return INTERRUPTED_STATUS
     console.print("as designed" if ok else "NOT as designed", style="green" if ok else "red")
     return 0 if ok else 1
