@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fifo import Fifo
+from tests.support.killable import HarnessStarter
 from tests.support.processes import (
     kill_and_wait,
     open_fd_count,
@@ -96,6 +97,16 @@ def no_leftovers() -> Iterator[str]:
     left = wait_gone(processes_matching(marker), timeout=10.0)
     kill_and_wait(left)
     assert left == [], f"processes left running: {left}"
+
+
+@pytest.fixture
+def start_harness() -> Iterator[HarnessStarter]:
+    """Start harness processes to kill; whatever they leave is killed and removed after."""
+    starter = HarnessStarter()
+    try:
+        yield starter
+    finally:
+        starter.close()
 
 
 def make_file(path: Path, content: str = "", executable: bool = False) -> Path:

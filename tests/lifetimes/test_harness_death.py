@@ -13,103 +13,16 @@ a loaded machine needs (the benchmarks measure the times).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from corral._core._procfs import cmdline, live_descendants
-from tests.support.fifo import Fifo
-from tests.support.processes import kill_and_wait, processes_matching, unique_sleep, wait_gone
+from tests.support.killable import GONE_TIMEOUT, READY_TIMEOUT, Harness, HarnessStarter
+from tests.support.processes import wait_gone
 
-HARNESS = Path(__file__).parents[1] / "support" / "harness.py"
 BACKENDS = ["trio", "asyncio"]
-#: Generous bounds: a loaded machine is slow to start 40 children, not to kill them.
-READY_TIMEOUT = 120.0
-GONE_TIMEOUT = 10.0
-
-
-@dataclass
-class Harness:
-    process: subprocess.Popen[str]
-    fifo: Fifo
-    marker: str
-    directory: Path
-
-    def guardian(self) -> int:
-        """The harness's guardian process (a child running ``_reaper.py``)."""
-        found = [
-            pid
-            for pid in live_descendants(self.process.pid)
-            if "_reaper.py" in (cmdline(pid) or "")
-        ]
-        assert len(found) == 1, f"expected one guardian, found {found}"
-        return found[0]
-
-    def sandbox_dirs(self) -> list[Path]:
-        return sorted((self.directory / "tmp").glob("corral-sandbox-*"))
-
-    def commands(self) -> list[int]:
-        """The live commands (the harness has the marker in its own command line)."""
-        return [pid for pid in processes_matching(self.marker) if pid != self.process.pid]
-
-    def left_running(self) -> list[int]:
-        return wait_gone(self.commands(), GONE_TIMEOUT)
-
-    def read_line(self, timeout: float = READY_TIMEOUT) -> str:
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        assert ready, "the harness printed nothing"
-        return self.process.stdout.readline()
-
-
-@pytest.fixture
-def start_harness() -> Iterator[Callable[..., Harness]]:
-    started: list[Harness] = []
-
-    def start(backend: str, *, samples: int = 0, bare: int = 0, **options: object) -> Harness:
-        # Not under tmp_path: a command run as another user must reach the FIFO.
-        directory = Path(tempfile.mkdtemp(prefix="corral-harness-"))
-        directory.chmod(0o755)
-        (directory / "tmp").mkdir()
-        fifo = Fifo(directory / "ready", shared=True)
-        marker = unique_sleep()
-        argv = [sys.executable, str(HARNESS), backend, str(fifo.path), marker]
-        argv += [f"--samples={samples}", f"--bare={bare}"]
-        for name, value in options.items():
-            flag = "--" + name.replace("_", "-")
-            argv += [flag] if value is True else [f"{flag}={value}"]
-        env = {**os.environ, "TMPDIR": str(directory / "tmp")}
-        process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        harness = Harness(process, fifo, marker, directory)
-        started.append(harness)
-        expected = (samples + bare) * (2 if options.get("style") == "setsid" else 1)
-        got = fifo.wait_blocking(expected, READY_TIMEOUT)
-        if got != expected:
-            process.kill()
-            _, err = process.communicate()
-            pytest.fail(f"only {got} of {expected} commands started; stderr:\n{err}")
-        return harness
-
-    yield start
-    for harness in started:
-        with contextlib.suppress(ProcessLookupError):
-            harness.process.kill()
-        harness.process.communicate()
-        kill_and_wait(processes_matching(harness.marker))
-        harness.fifo.close()
-        shutil.rmtree(harness.directory, ignore_errors=True)
 
 
 def _end(harness: Harness, sig: signal.Signals) -> int:
@@ -124,7 +37,7 @@ def _end(harness: Harness, sig: signal.Signals) -> int:
 @pytest.mark.parametrize("style", ["plain", "setsid"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigkill_leaves_no_process_and_no_sandbox_directory(
-    start_harness: Callable[..., Harness], backend: str, style: str
+    start_harness: HarnessStarter, backend: str, style: str
 ) -> None:
     harness = start_harness(backend, samples=20, bare=20, style=style)
     assert len(harness.commands()) >= 40
@@ -139,7 +52,7 @@ def test_sigkill_leaves_no_process_and_no_sandbox_directory(
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigterm_and_sighup_clean_up_then_end_the_harness_by_that_signal(
-    start_harness: Callable[..., Harness], backend: str, sig: signal.Signals
+    start_harness: HarnessStarter, backend: str, sig: signal.Signals
 ) -> None:
     harness = start_harness(backend, samples=20, bare=20, style="setsid")
 
@@ -154,7 +67,7 @@ def test_sigterm_and_sighup_clean_up_then_end_the_harness_by_that_signal(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigkill_stops_term_ignoring_commands_and_commands_of_another_user(
-    start_harness: Callable[..., Harness], backend: str
+    start_harness: HarnessStarter, backend: str
 ) -> None:
     if shutil.which("sudo") is None or os.geteuid() != 0:
         pytest.skip("needs root and sudo, to run a command as nobody")
@@ -167,7 +80,7 @@ def test_sigkill_stops_term_ignoring_commands_and_commands_of_another_user(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_second_signal_ends_the_harness_at_once(
-    start_harness: Callable[..., Harness], backend: str
+    start_harness: HarnessStarter, backend: str
 ) -> None:
     # Commands that outlive SIGTERM, with a kill grace far longer than the test.
     harness = start_harness(backend, samples=1, bare=1, style="trap-term", kill_grace=3600)
@@ -185,7 +98,7 @@ def test_a_second_signal_ends_the_harness_at_once(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_sigterm_handler_of_the_program_is_kept(
-    start_harness: Callable[..., Harness], backend: str
+    start_harness: HarnessStarter, backend: str
 ) -> None:
     harness = start_harness(backend, bare=1, own_handler=True)
 

@@ -47,8 +47,9 @@ async def main(args: argparse.Namespace) -> None:
     async def bare() -> None:
         await subprocess(["sh", "-c", cmd])
 
+    spec = ("ssh", args.ssh_config) if args.ssh_config else "local"
     async with corral.task(
-        "harness", sandbox="local", max_subprocesses=1000, kill_grace=args.kill_grace
+        "harness", sandbox=spec, max_subprocesses=1000, kill_grace=args.kill_grace
     ) as task:
         for n in range(args.samples):
             task.start_soon(sample, task, n)
@@ -68,5 +69,6 @@ if __name__ == "__main__":
     parser.add_argument("--user", default=None)
     parser.add_argument("--kill-grace", type=float, default=2.0)
     parser.add_argument("--own-handler", action="store_true")
+    parser.add_argument("--ssh-config", default=None, help="a config file: ssh samples")
     args = parser.parse_args()
     anyio.run(main, args, backend=args.backend)

@@ -412,4 +412,6 @@ def _remove_leftover(leftover: Leftover) -> SweepResult:
     if not existed and not killed:
         return SweepResult(leftover)
     what = directory if existed else f"the processes of {directory}"
-    return SweepResult(leftover, removed=f"{what} ({killed} processes stopped)" if killed else what)
+    if killed:
+        what += f" ({killed} process{'es' if killed > 1 else ''} stopped)"
+    return SweepResult(leftover, removed=what)

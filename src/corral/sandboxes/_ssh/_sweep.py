@@ -77,7 +77,7 @@ async def _remove_all(config: SSHSandboxConfig, leftovers: list[Leftover]) -> li
                 continue
             what = f"{workdir} on {pool.label}"
             if killed:
-                what += f" ({killed} processes stopped)"
+                what += f" ({killed} process{'es' if killed > 1 else ''} stopped)"
             results.append(SweepResult(leftover, removed=what))
         return results
     finally:
