@@ -47,6 +47,12 @@ async def main(args: argparse.Namespace) -> None:
     async def bare() -> None:
         await subprocess(["sh", "-c", cmd])
 
+    if args.raw:  # the baseline: anyio.run_process, no corral at all
+        async with anyio.create_task_group() as tg:
+            for _ in range(args.bare):
+                tg.start_soon(anyio.run_process, ["sh", "-c", cmd])
+        return
+
     spec = ("ssh", args.ssh_config) if args.ssh_config else "local"
     async with corral.task(
         "harness", sandbox=spec, max_subprocesses=1000, kill_grace=args.kill_grace
@@ -70,5 +76,6 @@ if __name__ == "__main__":
     parser.add_argument("--kill-grace", type=float, default=2.0)
     parser.add_argument("--own-handler", action="store_true")
     parser.add_argument("--ssh-config", default=None, help="a config file: ssh samples")
+    parser.add_argument("--raw", action="store_true", help="bare calls of anyio.run_process")
     args = parser.parse_args()
     anyio.run(main, args, backend=args.backend)

@@ -143,7 +143,8 @@ class HarnessStarter:
         return harness
 
     def close(self) -> None:
-        for harness in self.started:
+        started, self.started = self.started, []
+        for harness in started:
             with contextlib.suppress(ProcessLookupError):
                 harness.process.kill()
             harness.process.communicate()

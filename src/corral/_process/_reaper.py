@@ -131,6 +131,8 @@ def stop_processes(groups: Iterable[int], tag: bytes | None, grace: float) -> in
     pgids = {pgid for pgid in groups if pgid > 1 and pgid != own}
     tagged_groups, pids = _tagged(tag, me)
     pgids |= tagged_groups
+    if not (pgids or pids):
+        return 0  # the common case: one scan of /proc, nothing found
     live_groups, _ = _alive(pgids, set())
     found = set(pids)
     if live_groups:
