@@ -274,3 +274,30 @@ def test_check_without_config_passes_none(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "error in setup" in done.stdout
     assert "AssertionError: None" in done.stdout
+
+
+def test_cleanup_that_cannot_reach_a_host_fails_and_keeps_the_record(tmp_path: Path) -> None:
+    import json
+    import socket
+
+    from corral._core._procfs import boot_id
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead_pid = subprocess.Popen(["true"])  # its pid is no harness's any more
+    dead_pid.wait()
+    config = {"hosts": [{"host": "127.0.0.1", "port": port}], "connect_timeout": 5}
+    entry = {"type": "ssh", "id": "corral-sandbox-x", "dir": "/tmp/x", "tag": "t", "config": config}
+    records = tmp_path / "state" / "harnesses"
+    records.mkdir(parents=True)
+    record = records / f"{boot_id()}-{dead_pid.pid}-1.jsonl"
+    header = {"pid": dead_pid.pid, "start": 1, "boot": boot_id(), "argv": []}
+    record.write_text(json.dumps({"harness": header}) + "\n" + json.dumps({"add": entry}) + "\n")
+
+    result = CliRunner().invoke(sandbox, ["cleanup", "ssh"])
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("ssh: could not remove corral-sandbox-x: ")
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "corral-sandbox-x" in record.read_text()  # kept, for the next run
