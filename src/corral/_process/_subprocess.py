@@ -37,15 +37,14 @@ from .._core._checks import (
 from .._core._settings import current_kill_grace, subprocess_limiter
 from .._core._tail import TailBuffer
 from ..tracing._actions import trace_action
+from ._child import Child, start_child
 from ._guardian import forget_group, harness_tag, watch_group
 from ._pipes import OutputCapture, close_fd, feed_input, make_pipe
-from ._process_group import group_alive, terminate_group
+from ._process_group import GroupProcess, group_alive, terminate_group
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
-
-    from anyio.abc import Process
 
     from .._core._limiters import Limiter
 
@@ -190,9 +189,11 @@ class _Fds:
             self.close(fd)
 
 
-async def _spawn(command: Command, fds: _Fds) -> tuple[Process, int | None, int | None, int | None]:
+async def _spawn(
+    command: Command, fds: _Fds
+) -> tuple[GroupProcess, int | None, int | None, int | None]:
     """Start *command*; return the process and the parent's (stdin, stdout, stderr) ends."""
-    from subprocess import DEVNULL  # imported by the first spawn (anyio needs it then too)
+    from subprocess import DEVNULL  # imported by the first spawn (Popen needs it then too)
 
     stdin_r = stdin_w = out_r = out_w = err_r = err_w = None
     if command.input is not None:
@@ -201,14 +202,13 @@ async def _spawn(command: Command, fds: _Fds) -> tuple[Process, int | None, int 
         out_r, out_w = fds.pipe()
         err_r, err_w = fds.pipe()
     try:
-        process = await anyio.open_process(
+        process = await start_child(
             command.argv,
             stdin=stdin_r if stdin_r is not None else DEVNULL,
             stdout=out_w,
             stderr=err_w,
             cwd=command.cwd,
-            env=command.env,  # type: ignore[arg-type]  # Popen takes bytes too
-            start_new_session=True,
+            env=command.env,
         )
     finally:
         # The child has its own copies now (or there is no child).
@@ -222,6 +222,7 @@ async def _supervise(
     command: Command, grace: float, stdout: TailBuffer | None, stderr: TailBuffer | None
 ) -> int:
     fds = _Fds()
+    process: GroupProcess | None = None
     try:
         process, stdin_w, out_r, err_r = await _spawn(command, fds)
         # From here the guardian stops the group if the harness dies first.
@@ -249,6 +250,8 @@ async def _supervise(
         _forget_if_gone(process.pid)
     finally:
         fds.close_all()
+        if isinstance(process, Child):
+            process.close()
     return returncode
 
 
