@@ -61,6 +61,8 @@ def test_sigterm_and_sighup_clean_up_then_end_the_harness_by_that_signal(
     out, err = harness.process.communicate()
     assert "after the task" not in out  # it ended by the signal, as it would have without us
     assert "Traceback" not in err
+    # Exit hooks ran first: the trace file is complete (and compressed, as at any exit).
+    assert harness.trace().count('"action": "Subprocess"') >= 40
     assert harness.left_running() == []
     assert harness.sandbox_dirs() == []
 

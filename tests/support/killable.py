@@ -53,6 +53,12 @@ class Harness:
     def sandbox_dirs(self) -> list[Path]:
         return sorted((self.directory / "tmp").glob("corral-sandbox-*"))
 
+    def trace(self) -> str:
+        """What the harness wrote to its trace file, once it has exited (gzipped then)."""
+        import gzip
+
+        return gzip.decompress((self.directory / "trace.log.gz").read_bytes()).decode()
+
     def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``corral ARGS`` as a process, with the harness's state directory."""
         return subprocess.run(
@@ -123,6 +129,7 @@ class HarnessStarter:
         harness_env = {
             "TMPDIR": str(directory / "tmp"),
             "CORRAL_STATE_DIR": str(directory / "state"),
+            "CORRAL_TRACE_FILE": str(directory / "trace.log"),
             **(env or {}),
         }
         process = subprocess.Popen(

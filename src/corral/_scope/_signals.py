@@ -12,9 +12,10 @@ on any cancellation: samples are cleaned up (``interrupted=True``),
 process groups terminated and reaped. When the last of them has exited,
 the previous handlers are back, and the signal is raised again with its
 default action, so the process ends the way a process killed by that
-signal ends (status ``-15`` to its parent, ``143`` in a shell); code after
-the ``async with`` block does not run. A second signal while the scopes
-unwind ends the process at once.
+signal ends (status ``-15`` to its parent, ``143`` in a shell), after the
+``atexit`` hooks (as Python does for ``KeyboardInterrupt``); code after the
+``async with`` block does not run. A second signal while the scopes unwind
+ends the process at once.
 
 Written by hand: trio's ``open_signal_receiver`` and asyncio's
 ``add_signal_handler`` are both per event loop and restore ``SIG_DFL`` (not
@@ -59,8 +60,18 @@ def handles_signals() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _die(signum: int) -> None:
-    """End the process as *signum*'s default action does."""
+def _die(signum: int, *, run_hooks: bool = True) -> None:
+    """End the process as *signum*'s default action does, once exit hooks have run.
+
+    As Python does when ``KeyboardInterrupt`` ends a program: the ``atexit``
+    hooks run first (the trace file's among them), then the process kills
+    itself with the signal.
+    """
+    if run_hooks:
+        import atexit
+
+        with contextlib.suppress(Exception):
+            atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -72,7 +83,7 @@ def _die(signum: int) -> None:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     if _received:
-        _die(signum)  # a second signal while the scopes unwind: now
+        _die(signum, run_hooks=False)  # a second signal while the scopes unwind: now
     _received.append(signum)
     for cancel in tuple(_open.values()):
         cancel()
