@@ -14,6 +14,11 @@ be killed on a timeout or a cancellation; on a server that does not,
 ``pgid`` is the shell's group and only ``pid`` is killed. ``status`` is
 ``ok``, or why the command was not started (see :data:`STATUSES`); the
 checks are shell builtins, so they cost no extra process.
+
+sshd does not kill a session's command when the connection drops, so
+before the ``exec`` the script leaves a watcher in the command's group that
+kills it once its channel or connection is gone (see :func:`_watcher`):
+commands die with the harness that started them, even a SIGKILLed one.
 """
 
 from __future__ import annotations
@@ -88,11 +93,17 @@ def exec_script(
     *env* must have passed :func:`check_env`; *tag* is the sandbox's token.
     Without *stdin*, the command reads ``/dev/null`` (as a local command
     given no input does), and the channel needs no EOF from us.
+
+    Before it ``exec``\\ s the command, the script starts a watcher (see
+    :func:`_watcher`) that kills the command's group once the channel or the
+    connection is gone.
     """
     cwd_q = _q(cwd)
     lines = [
-        "s=ok g=0",
-        "{ read -r _ _ _ _ g _ </proc/$$/stat; } 2>/dev/null",
+        "s=ok g=0 t= u=" + ("" if user is None else _q(user)),
+        # Our group, and our start time (which exec keeps): the watcher's check
+        # that the pid still names the command.
+        "{ read -r l </proc/$$/stat; } 2>/dev/null && { set -- ${l##*) }; g=$3 t=${20}; }",
         f"if ! cd -- {cwd_q} 2>/dev/null; then "
         f"if [ ! -e {cwd_q} ]; then s=nocwd; elif [ ! -d {cwd_q} ]; then s=notdir; "
         "else s=cwdperm; fi",
@@ -122,8 +133,72 @@ def exec_script(
         )
     lines.append(f'printf \'{HEADER.decode()} %s %s %s\\n\' "$$" "$g" "$s"')
     lines.append('[ "$s" = ok ] || exit 0')
+    lines.append(_watcher(channel=not stdin))
     lines.append(run)
     return "\n".join(lines)
+
+
+#: Seconds between the checks of a watcher that cannot read the channel.
+WATCH_POLL = 1.0
+#: Seconds a watcher gives the command between SIGTERM and SIGKILL.
+WATCH_GRACE = 2.0
+
+
+def _watcher(*, channel: bool) -> str:
+    """The line that starts the watcher of the command about to be ``exec``\\ ed.
+
+    sshd does not kill a session's command when the connection drops (unless
+    it has a pty), so the script leaves a watcher behind: a subshell, forked
+    twice so that the command has no extra child, with its output on
+    ``/dev/null`` (it never holds the channel open) and without the sandbox's
+    tag (cleanup does not count it). It stays in the command's process group,
+    so that killing the group (:func:`kill_script`, :func:`cleanup_script`)
+    kills it too: it does not ignore SIGTERM until it fires.
+
+    With *channel* (the command reads ``/dev/null``, and we never send EOF),
+    it blocks reading the channel's stdin, which ends when sshd closes it:
+    when the command has exited, or the channel or the connection is gone.
+    Otherwise (the command reads the channel) it checks every
+    :data:`WATCH_POLL` seconds whether the command has exited or lost its
+    parent, the sshd session process.
+
+    It fires when the command (pid ``$c``, start time ``$t``) is still alive
+    then: SIGTERM to its group (only to it when it does not lead one), the
+    same through ``sudo -n -u $u`` for a command run as another user, up to
+    :data:`WATCH_GRACE` seconds for the group to go, then SIGKILL, which
+    ends the watcher too.
+    """
+    alive = (
+        "alive() { { read -r l </proc/$c/stat; } 2>/dev/null || return 1; set -- ${l##*) }; "
+        'q=$2; [ "$1" != Z ] && [ "${20}" = "$t" ]; }'
+    )
+    # The members of the group but the watcher itself (its own children are reaped by then).
+    others = (
+        'others() { [ "$k" = "$c" ] && { alive; return; }; for d in /proc/[0-9]*; do '
+        '[ "$d" = /proc/$m ] && continue; { read -r l <"$d/stat"; } 2>/dev/null || continue; '
+        'set -- ${l##*) }; [ "$3" = "$g" ] && [ "$1" != Z ] && return 0; done; return 1; }'
+    )
+    as_user = 'sudo -n -u "$u" /bin/sh -c \'kill -s "$0" -- "$1"\' '
+    fire = " ".join(
+        [
+            "trap '' TERM;",
+            "{ read -r m _ </proc/self/stat; } 2>/dev/null;",
+            'k=$c; [ "$g" = "$c" ] && k=-$c;',
+            'kill -s TERM -- "$k" 2>/dev/null;',
+            f'[ -z "$u" ] || {as_user}TERM "$k" 2>/dev/null;',
+            f"i={round(WATCH_GRACE / 0.1)};",
+            "while [ $i -gt 0 ] && others; do sleep 0.1; i=$((i-1)); done;",
+            f'[ -z "$u" ] || {as_user}KILL "$k" 2>/dev/null;',
+            'kill -s KILL -- "$k" 2>/dev/null',
+        ]
+    )
+    if channel:
+        wait = "while read -r _; do :; done; alive || exit 0"
+        fd = "<&3 3<&-"
+    else:
+        wait = f'while alive && [ "$q" = "$p" ]; do sleep {WATCH_POLL:g}; done; alive || exit 0'
+        fd = "</dev/null 3<&-"
+    return f"c=$$ p=$PPID; ( ( {alive}; {others}; {wait}; {fire} ) {fd} >/dev/null 2>&1 & ) 3<&0"
 
 
 def kill_script(pid: int, pgid: int, grace: float) -> str:
