@@ -22,6 +22,7 @@ def test_dict_with_host_strings_and_defaults() -> None:
     assert config.verify_host_keys
     assert config.workdir_base == "/tmp"
     assert (config.connect_timeout, config.keepalive_interval) == (10.0, 10.0)
+    assert config.cleanup_retry == 30.0
 
 
 def test_one_host_and_one_key_may_be_given_bare() -> None:
@@ -87,6 +88,10 @@ def test_errors_name_the_field_and_the_file(tmp_path: Path) -> None:
         SSHSandboxConfig.load({"hosts": []})
     with pytest.raises(ValueError, match="connect_timeout"):
         SSHSandboxConfig.load({"hosts": ["a"], "connect_timeout": 0})
+    for bad in (-1, float("inf")):
+        with pytest.raises(ValueError, match="cleanup_retry"):
+            SSHSandboxConfig.load({"hosts": ["a"], "cleanup_retry": bad})
+    assert SSHSandboxConfig.load({"hosts": ["a"], "cleanup_retry": 0}).cleanup_retry == 0
 
 
 def test_missing_and_unparseable_files(tmp_path: Path) -> None:

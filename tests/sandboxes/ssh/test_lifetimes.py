@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -241,3 +242,89 @@ async def test_normal_execs_leave_no_watcher_and_cleanup_counts_none(
         left = await anyio.to_thread.run_sync(wait_gone, processes_matching(marker), GONE_TIMEOUT)
         assert left == []
     assert "killed" not in caplog.text  # cleanup found nothing of ours left running
+
+
+class _Retries(logging.Handler):
+    """Counts the cleanup's "trying again" records (emitted on the SSH loop's thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("cleanup of"):
+            self.seen.set()
+
+
+@pytest.fixture
+def cleanup_retries() -> Iterator[_Retries]:
+    handler = _Retries()
+    logger = logging.getLogger("corral.sandbox")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.mark.anyio
+async def test_cleanup_outlasts_a_server_restart(
+    fresh_sshd: OpenSSHServer, cleanup_retries: _Retries
+) -> None:
+    """The server goes down while samples run, and comes back once their cleanups have
+    failed: they try again, and no directory is left."""
+    server = fresh_sshd
+    samples = 10
+    directories: list[str] = []
+    placed = anyio.Event()
+    down = anyio.Event()
+
+    async def sample(task: corral.Task, n: int) -> None:
+        async with task.sample(n):
+            directories.append(sandbox().inner.directory)  # type: ignore[attr-defined]
+            if len(directories) == samples:
+                placed.set()
+            await down.wait()
+
+    async def restart_once_retrying() -> None:
+        assert await anyio.to_thread.run_sync(cleanup_retries.seen.wait, READY_TIMEOUT)
+        await anyio.to_thread.run_sync(server.start)
+
+    async with (
+        corral.task("t", sandbox=("ssh", server.sandbox_config())) as task,
+        anyio.create_task_group() as tg,
+    ):
+        for n in range(samples):
+            tg.start_soon(sample, task, n)
+        await placed.wait()
+        await anyio.to_thread.run_sync(server.stop)  # returns once it is all gone
+        tg.start_soon(restart_once_retrying)
+        down.set()
+    assert cleanup_retries.seen.is_set()
+    assert [d for d in directories if os.path.exists(d)] == []
+
+
+@pytest.mark.anyio
+async def test_cleanup_gives_up_after_cleanup_retry(
+    fresh_sshd: OpenSSHServer, cleanup_retries: _Retries
+) -> None:
+    """A host that stays down: the cleanup fails as before once its retries are used up."""
+    server = fresh_sshd
+    config = server.sandbox_config(cleanup_retry=0.5)
+    directories: list[str] = []
+
+    async def sample(task: corral.Task) -> None:
+        async with task.sample(1):
+            directories.append(sandbox().inner.directory)  # type: ignore[attr-defined]
+            await anyio.to_thread.run_sync(server.stop)
+
+    async with corral.task("t", sandbox=("ssh", config)) as task:
+        with pytest.warns(RuntimeWarning, match="sample_cleanup.*cannot connect"):
+            await sample(task)
+    [directory] = directories
+    assert cleanup_retries.seen.is_set()
+    assert os.path.isdir(directory)
+    shutil.rmtree(directory)

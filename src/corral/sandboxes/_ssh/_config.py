@@ -103,6 +103,11 @@ class SSHSandboxConfig(BaseModel):
         connect_timeout: Seconds to connect and authenticate.
         keepalive_interval: Seconds between keepalive probes; a connection
             that misses three in a row is closed.
+        cleanup_retry: Seconds a sample's cleanup (killing what it left
+            running, removing its directory) keeps being retried, with
+            backoff (0.25 s doubling to 4 s), while its host cannot be
+            reached; ``0`` tries once. The runtime abandons a cleanup after
+            60 s, so keep this plus ``connect_timeout`` under that.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
@@ -114,6 +119,7 @@ class SSHSandboxConfig(BaseModel):
     workdir_base: str = "/tmp"
     connect_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     keepalive_interval: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    cleanup_retry: float = Field(default=30.0, ge=0, allow_inf_nan=False)
 
     @field_validator("hosts", mode="before")
     @classmethod

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["HostPool", "HostSet", "Link", "hold", "host_set", "let_go"]
+__all__ = ["CommandFailedError", "HostPool", "HostSet", "Link", "hold", "host_set", "let_go"]
 
 logger = logging.getLogger("corral.sandbox")
 
@@ -70,6 +70,10 @@ ENCRYPTION_ALGS = (
 WORKDIR_MARGIN = 5.0
 #: Seconds a connection whose server refused a channel takes no more than it had open.
 REFUSAL_HOLD = 1.0
+
+
+class CommandFailedError(SandboxUnavailableError):
+    """One of our own commands ran and failed (its exit status was not 0): not worth a retry."""
 
 
 class Link:
@@ -351,8 +355,8 @@ class HostPool:
         """Run a short *command* of our own (mktemp, cleanup, kill) and return its stdout.
 
         Raises:
-            SandboxUnavailableError: The host cannot be reached, or the
-                command failed (the message has its stderr).
+            SandboxUnavailableError: The host cannot be reached.
+            CommandFailedError: The command failed (the message has its stderr).
         """
         session = _Collect()
         link, chan = await self.open_session(session, command, what)
@@ -367,7 +371,7 @@ class HostPool:
             raise lost_connection(self.label, what, session.lost)
         status = chan.get_returncode()
         if status != 0:
-            raise SandboxUnavailableError(
+            raise CommandFailedError(
                 f"{what} failed on {self.label} (exit status {status}): "
                 f"{session.stderr.decode('utf-8', 'replace').strip()}"
             )

@@ -16,15 +16,16 @@ import os
 import posixpath
 import shlex
 import stat
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
 import asyncssh
 
-from .._errors import SandboxUnavailableError
+from .._errors import HostRefusedError, SandboxUnavailableError
 from ._errors import is_connection_error, lost_connection, talking
-from ._pool import HostPool, HostSet, Link, let_go
+from ._pool import CommandFailedError, HostPool, HostSet, Link, let_go
 from ._script import HEADER, cleanup_script, kill_script
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ _KILL_MARGIN = 5.0
 #: Larger exec scripts are sent as a file over SFTP (an SSH packet is at
 #: most 256 KiB, and a channel request must fit in one).
 MAX_INLINE_SCRIPT = 64 * 1024
+#: The first and the longest pause between two tries of a sample's cleanup.
+CLEANUP_BACKOFF = (0.25, 4.0)
 
 
 @dataclass(slots=True)
@@ -288,19 +291,53 @@ class RemoteSandbox:
     async def close(self) -> int:
         """Kill what the sample left running, remove its directory, release the host.
 
+        While the host cannot be reached, the cleanup is tried again with
+        backoff (:data:`CLEANUP_BACKOFF`) for up to the configuration's
+        ``cleanup_retry`` seconds. Calling it again does nothing.
+
         Returns:
             How many leftover processes were killed.
 
         Raises:
-            SandboxUnavailableError: The host could not be reached (the
-                directory and any leftovers stay; the host is released anyway).
+            SandboxUnavailableError: The host could not be reached in that
+                time, or the cleanup failed on it (the directory and any
+                leftovers stay; the host is released anyway).
+
+        **Cancellation:** stops at once (between tries, or abandoning the
+        channel of the one in flight); the host is released.
         """
         if self.closed:
             return 0
         self.closed = True
         try:
-            output = await self.pool.run(cleanup_script(self.workdir, self.tag), "cleanup")
-            return int(output.strip() or 0)
+            killed = await self._cleanup()
         finally:
             self.hosts.release(self.pool)
             await let_go(self.hosts)
+        # Here, and only here, the sample's directory and processes are known gone.
+        return killed
+
+    async def _cleanup(self) -> int:
+        script = cleanup_script(self.workdir, self.tag)
+        deadline = time.monotonic() + self.hosts.config.cleanup_retry
+        pause = CLEANUP_BACKOFF[0]
+        while True:
+            try:
+                output = await self.pool.run(script, "cleanup")
+            except (HostRefusedError, CommandFailedError):
+                raise
+            except SandboxUnavailableError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.pool.closed:
+                    raise
+                logger.info(
+                    "cleanup of %s on %s failed, trying again in %g s: %s",
+                    self.workdir,
+                    self.label,
+                    min(pause, left),
+                    exc,
+                )
+                await anyio.sleep(min(pause, left))
+                pause = min(pause * 2, CLEANUP_BACKOFF[1])
+                continue
+            return int(output.strip() or 0)
