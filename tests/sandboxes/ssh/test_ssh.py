@@ -324,3 +324,34 @@ async def test_cancelled_sample_init_leaves_no_directory(
             assert directories() == before, f"a directory was left by a cancel at {delay} s"
     finally:
         await SSHSandboxEnvironment.task_cleanup("t", config, True)
+
+
+async def test_cancellation_kills_a_term_ignoring_command_run_as_another_user(
+    no_remote_leftovers: OpenSSHServer, remote_fifo: Fifo
+) -> None:
+    server = no_remote_leftovers
+    marker = f"300.{secrets.randbelow(10**8):08d}"
+    command = f"trap '' TERM; {remote_fifo.shell_ready()}; sleep {marker}; sleep {marker}"
+    async with (
+        corral.task("t", sandbox=("ssh", server.sandbox_config()), kill_grace=0.2) as task,
+        task.sample(1),
+    ):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: sandbox().exec(["sh", "-c", command], user=server.other_username, cwd="/")
+            )
+            await remote_fifo.wait()
+            tg.cancel_scope.cancel()
+        # sudo passed SIGTERM on, the command ignored it; SIGKILL went through sudo too.
+        left = [
+            pid for pid in server.processes_of(server.other_username) if marker in _cmdline_of(pid)
+        ]
+        assert left == []
+
+
+def _cmdline_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""

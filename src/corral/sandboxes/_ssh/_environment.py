@@ -148,7 +148,7 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         action = f"exec {shlex.join(argv)[:200]!r}"
         # The buffers cross to the SSH loop; they are read here only once it is done.
         outcome = await run_on_ssh_loop(
-            remote.exec, script, data, call.stdout, call.stderr, current_kill_grace(), action
+            remote.exec, script, data, call.stdout, call.stderr, current_kill_grace(), action, user
         )
         if outcome.status != "ok":
             raise self._not_started(outcome.status, argv[0], cwd or workdir, user)

@@ -144,8 +144,11 @@ class RemoteSandbox:
         stderr: TailBuffer,
         grace: float,
         action: str,
+        user: str | None = None,
     ) -> ExecOutcome:
         """Run an exec *script* (see :mod:`._script`), its output going to *stdout*/*stderr*.
+
+        *user* is the other user the script runs the command as, if any.
 
         Raises:
             SandboxUnavailableError: The connection broke, or the host did
@@ -172,7 +175,7 @@ class RemoteSandbox:
             await session.closed.wait()
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._stop(link, chan, session, grace)
+                await self._stop(link, chan, session, grace, user)
             raise
         finally:
             self.pool.release(link)
@@ -197,6 +200,7 @@ class RemoteSandbox:
         chan: asyncssh.SSHClientChannel[bytes],
         session: _ExecSession,
         grace: float,
+        user: str | None,
     ) -> None:
         """Kill a command that timed out or was cancelled, then close its channel."""
         try:
@@ -207,7 +211,8 @@ class RemoteSandbox:
                 if header is not None and not session.closed.is_set():
                     pid, pgid = int(header[0]), int(header[1])
                     with anyio.move_on_after(grace + _KILL_MARGIN):
-                        await self.pool.run(kill_script(pid, pgid, grace), "killing a command")
+                        script = kill_script(pid, pgid, grace, user)
+                        await self.pool.run(script, "killing a command")
         except (OSError, asyncssh.Error, SandboxUnavailableError, ValueError) as exc:
             logger.warning("could not kill a command on %s: %r", self.label, exc)
         finally:

@@ -201,33 +201,48 @@ def _watcher(*, channel: bool) -> str:
     return f"c=$$ p=$PPID; ( ( {alive}; {others}; {wait}; {fire} ) {fd} >/dev/null 2>&1 & ) 3<&0"
 
 
-def kill_script(pid: int, pgid: int, grace: float) -> str:
+def kill_script(pid: int, pgid: int, grace: float, user: str | None = None) -> str:
     """SIGTERM the command's group (or the command), SIGKILL what is left after *grace* seconds.
 
     Returns once no member of the group is alive. Zombies do not count: an
     orphan whose parent died is reparented to PID 1, which in a container
-    may never reap it, and ``kill -0`` would find it forever.
+    may never reap it, and ``kill -0`` would find it forever. For a command
+    run as another *user*, SIGKILL also goes through ``sudo -n -u USER``:
+    sudo passes SIGTERM on, but a command that ignores it is not ours to kill
+    once sudo is gone.
     """
     if pgid == pid:
         target = f"-{pgid}"
+        # ``kill -0`` first, for the usual case of an empty group; not for
+        # another user's command, whose group ``kill -0`` cannot reach.
+        first = "" if user is not None else "kill -s 0 -- " + target + " 2>/dev/null || return 1\n"
         alive = (
-            "alive() { kill -s 0 -- " + target + " 2>/dev/null || return 1\n"
-            "  for d in /proc/[0-9]*; do\n"
+            "alive() { " + first + "  for d in /proc/[0-9]*; do\n"
             '    { read -r l <"$d/stat"; } 2>/dev/null || continue\n'
             '    set -- ${l##*) }; [ "$3" = ' + str(pgid) + ' ] && [ "$1" != Z ] && return 0\n'
             "  done; return 1; }"
         )
     else:
         target = str(pid)
-        alive = f"alive() {{ kill -s 0 -- {pid} 2>/dev/null; }}"
+        alive = (
+            f"alive() {{ kill -s 0 -- {pid} 2>/dev/null; }}"
+            if user is None
+            else f"alive() {{ [ -e /proc/{pid} ]; }}"
+        )
+    kill = f"kill -s KILL -- {target} 2>/dev/null"
+    if user is not None:
+        kill = (
+            f"sudo -n -u {_q(user)} /bin/sh -c 'kill -s KILL -- \"$0\"' {target} 2>/dev/null; "
+            + kill
+        )
     steps = max(1, round(grace / 0.02))
     return "\n".join(
         [
             alive,
-            f"kill -s TERM -- {target} 2>/dev/null || exit 0",
+            f"kill -s TERM -- {target} 2>/dev/null || alive || exit 0",
             "i=0",
             "while alive; do",
-            f"  if [ $i -ge {steps} ]; then kill -s KILL -- {target} 2>/dev/null; exit 0; fi",
+            f"  if [ $i -ge {steps} ]; then {kill}; exit 0; fi",
             "  sleep 0.02; i=$((i+1))",
             "done",
         ]
