@@ -109,3 +109,31 @@ def test_a_sigterm_handler_of_the_program_is_kept(
     assert harness.read_line() == "own handler\n"
     assert harness.process.poll() is None  # the program's handler did not end it
     assert len(harness.commands()) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_ends_the_harness_by_sigint_with_nothing_left(
+    start_harness: HarnessStarter, backend: str
+) -> None:
+    harness = start_harness(backend, samples=10, bare=10, style="setsid")
+
+    assert _end(harness, signal.SIGINT) == -signal.SIGINT
+
+    _, err = harness.process.communicate()
+    assert err.rstrip().endswith("KeyboardInterrupt")  # not an exception group, under trio too
+    assert "ExceptionGroup" not in err
+    assert harness.left_running() == []
+    assert harness.sandbox_dirs() == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sigterm_the_kernel_gives_to_another_thread_still_wakes_the_loop(
+    start_harness: HarnessStarter, backend: str
+) -> None:
+    # Nothing but the signal can wake the event loop: every command sleeps.
+    harness = start_harness(backend, samples=2, bare=2, signals_to_a_thread=True)
+
+    assert _end(harness, signal.SIGTERM) == -signal.SIGTERM
+
+    assert harness.left_running() == []
+    assert harness.sandbox_dirs() == []

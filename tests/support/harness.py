@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import signal
+import threading
 
 import anyio
 
@@ -30,13 +31,20 @@ def command(style: str, fifo: str, marker: str) -> str:
     if style == "ignore-term":
         return f"trap '' TERM; {ready}; {sleep}"
     if style == "trap-term":
-        # Signals once more when the runtime stops it, then keeps running.
-        return f"trap {shlex.quote(ready)} TERM; {ready}; while :; do sleep {marker}; done"
+        # Signals once more when the runtime stops it, then keeps running. Short
+        # sleeps: a SIGTERM that came while the shell forked one reaches the shell
+        # only (it runs the trap when that sleep ends), not the sleep.
+        return f": {marker}; trap {shlex.quote(ready)} TERM; {ready}; while :; do sleep 0.1; done"
     return f"{ready}; {sleep}"
 
 
 async def main(args: argparse.Namespace) -> None:
     cmd = command(args.style, args.fifo, args.marker)
+    if args.signals_to_a_thread:
+        # The kernel gives a process's signal to a thread that does not block it:
+        # here only this idle thread, as it may pick any thread of a real harness.
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
     if args.own_handler:
         signal.signal(signal.SIGTERM, lambda signum, frame: print("own handler", flush=True))
 
@@ -75,6 +83,7 @@ if __name__ == "__main__":
     parser.add_argument("--user", default=None)
     parser.add_argument("--kill-grace", type=float, default=2.0)
     parser.add_argument("--own-handler", action="store_true")
+    parser.add_argument("--signals-to-a-thread", action="store_true")
     parser.add_argument("--ssh-config", default=None, help="a config file: ssh samples")
     parser.add_argument("--raw", action="store_true", help="bare calls of anyio.run_process")
     args = parser.parse_args()

@@ -12,6 +12,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -132,13 +133,19 @@ class HarnessStarter:
             "CORRAL_TRACE_FILE": str(directory / "trace.log"),
             **(env or {}),
         }
-        process = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **harness_env},
-        )
+        # A job started in the background (``make test &``) ignores SIGINT, and a
+        # child would inherit that; a handler of ours is reset to the default by exec.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **harness_env},
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         harness = Harness(process, fifo, marker, directory, harness_env)
         self.started.append(harness)
         expected = (samples + bare) * (2 if options.get("style") == "setsid" else 1)

@@ -17,10 +17,11 @@ signal ends (status ``-15`` to its parent, ``143`` in a shell), after the
 ``async with`` block does not run. A second signal while the scopes unwind
 ends the process at once.
 
-Written by hand: trio's ``open_signal_receiver`` and asyncio's
-``add_signal_handler`` are both per event loop and restore ``SIG_DFL`` (not
-the previous handler) when done, while this must span every task scope of
-the process, on either backend.
+Written by hand: trio's ``open_signal_receiver`` is a receiver per call and
+a task to read it, while this must span every task scope of the process, on
+either backend; under asyncio it installs through the loop's
+``add_signal_handler``, so that the loop wakes whichever thread the kernel
+hands the signal to.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ SIGNALS_ENV = "CORRAL_HANDLE_SIGNALS"
 
 # Only the main thread changes these (signal handlers run there too), so no lock.
 _open: dict[object, Callable[[], None]] = {}
-_replaced: dict[int, Any] = {}
+#: What was installed for each signal taken over: (the asyncio loop, or None, and the handler).
+_replaced: dict[int, tuple[Any, Any]] = {}
 _received: list[int] = []
 
 
@@ -117,15 +119,36 @@ def _threadsafe_cancel(scope: CancelScope, reason: str) -> Callable[[], None]:
 
 
 def _install() -> None:
+    """Take over each handled signal whose action is the default.
+
+    Under asyncio the loop's own ``add_signal_handler`` does it: a signal that
+    the kernel hands to another thread (the trace file's flusher, a worker)
+    then still wakes the loop, through the wakeup fd the loop sets. Trio sets
+    a wakeup fd of its own whenever it runs in the main thread.
+    """
+    loop = None
+    if sniffio.current_async_library() != "trio":
+        import asyncio
+
+        loop = asyncio.get_running_loop()
     for signum in HANDLED_SIGNALS:
-        if signal.getsignal(signum) is signal.SIG_DFL:
-            _replaced[signum] = signal.signal(signum, _on_signal)
+        if signal.getsignal(signum) is not signal.SIG_DFL:
+            continue
+        if loop is None:
+            signal.signal(signum, _on_signal)
+        else:
+            loop.add_signal_handler(signum, _on_signal, signum, None)
+        _replaced[signum] = (loop, signal.getsignal(signum))
 
 
 def _restore() -> None:
-    for signum, previous in _replaced.items():
-        if signal.getsignal(signum) is _on_signal:  # unless the program replaced ours
-            signal.signal(signum, previous)
+    for signum, (loop, installed) in _replaced.items():
+        if signal.getsignal(signum) is not installed:
+            continue  # the program replaced ours: leave its handler
+        if loop is not None and not loop.is_closed():
+            loop.remove_signal_handler(signum)  # back to SIG_DFL
+        else:
+            signal.signal(signum, signal.SIG_DFL)
     _replaced.clear()
 
 

@@ -48,7 +48,7 @@ from ._sample import Sample, open_sample
 from ._signals import cancelled_by_signals, handles_signals
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
@@ -234,7 +234,7 @@ class Task(metaclass=NoPublicConstructor):
             shutdown = anyio.CancelScope()
             if self._handle_signals and handles_signals():
                 settings.enter_context(cancelled_by_signals(shutdown, self._name))
-            with shutdown:
+            with shutdown, _bare_interrupts():
                 async with open_task_sandboxes(
                     self._name, self._sandbox, self._max_sandboxes, self._sandbox_cleanup
                 ) as sandboxes:
@@ -368,6 +368,26 @@ class Task(metaclass=NoPublicConstructor):
             limit = self._max_subprocesses or default_subprocess_limit()
             return TaskStatistics(self._name, self._state.value, 0, limit)
         return TaskStatistics(self._name, self._state.value, limiter.in_use, limiter.limit)
+
+
+@contextlib.contextmanager
+def _bare_interrupts() -> Iterator[None]:
+    """Let a Ctrl-C out as the ``KeyboardInterrupt`` it is, not wrapped in an exception group.
+
+    Under trio, Ctrl-C arrives in whichever task runs, and the task group wraps
+    it: uncaught, a group makes the interpreter exit with status 1 and a long
+    traceback, where a bare ``KeyboardInterrupt`` exits by SIGINT, as under asyncio.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        interrupts, rest = group.split(KeyboardInterrupt)
+        if interrupts is None or rest is not None:
+            raise
+        first: BaseException = interrupts
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 def task(
