@@ -301,3 +301,24 @@ def test_cleanup_that_cannot_reach_a_host_fails_and_keeps_the_record(tmp_path: P
     assert result.stderr.startswith("ssh: could not remove corral-sandbox-x: ")
     assert f"127.0.0.1:{port}" in result.stderr
     assert "corral-sandbox-x" in record.read_text()  # kept, for the next run
+
+
+def test_cleanup_reports_a_damaged_record_and_goes_on(tmp_path: Path) -> None:
+    import json
+
+    from corral._core._procfs import boot_id
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    records = tmp_path / "state" / "harnesses"
+    records.mkdir(parents=True)
+    header = {"pid": dead.pid, "start": 1, "boot": boot_id(), "argv": []}
+    entry = {"type": "ssh", "id": "corral-sandbox-y", "dir": "/tmp/y"}  # no tag, no config
+    lines = [{"harness": header}, {"add": entry}]
+    (records / "x.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    result = CliRunner().invoke(sandbox, ["cleanup", "ssh"])
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("ssh: could not remove corral-sandbox-y: its record is damaged")
+    assert "Traceback" not in result.output

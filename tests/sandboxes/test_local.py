@@ -321,3 +321,19 @@ async def test_the_kept_tail_drops_a_character_cut_at_its_start(
     with override_sandbox_output_limit(5, "exec"), pytest.raises(OutputLimitExceededError) as info:
         await env.exec(["cat"], input="é" * 10)  # 20 bytes: the last 5 start inside an "é"
     assert info.value.truncated_output == "éé"
+
+
+async def test_a_state_directory_that_cannot_be_written_does_not_stop_a_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from corral._core import _leftovers
+
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv("CORRAL_STATE_DIR", str(not_a_directory))
+    monkeypatch.setattr(_leftovers, "_writer", _leftovers._Writer())  # this test's own record
+    async with corral.task("t", sandbox="local") as task, task.sample(1):
+        result = await sandbox().exec(["echo", "works"])
+    assert result.stdout == "works\n"
+    assert "cannot record sandboxes in" in caplog.text
+    assert str(not_a_directory) in caplog.text

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -45,6 +46,8 @@ __all__ = [
     "records_directory",
     "resolve_sandbox",
 ]
+
+logger = logging.getLogger("corral.sandbox")
 
 #: Where the records go instead of the user's state directory.
 STATE_DIR_ENV = "CORRAL_STATE_DIR"
@@ -75,6 +78,7 @@ class _Writer:
         self.fd: int | None = None
         self.path: str | None = None
         self.live: set[str] = set()
+        self.broken = False
 
     def _open(self) -> int:
         directory = records_directory()
@@ -96,9 +100,23 @@ class _Writer:
 
     def add(self, entry: dict[str, Any]) -> None:
         with self.lock:
-            fd = self.fd if self.fd is not None else self._open()
+            if self.broken:
+                return
+            try:
+                fd = self.fd if self.fd is not None else self._open()
+                os.write(fd, _line({"add": entry}))
+            except OSError as exc:
+                # A state directory we cannot write must not stop sandboxes
+                # from working: say so once, and record nothing more.
+                self.broken = True
+                logger.warning(
+                    "cannot record sandboxes in %s (%s): corral sandbox cleanup will not "
+                    "find what this process leaves behind",
+                    records_directory(),
+                    exc,
+                )
+                return
             self.live.add(entry["id"])
-            os.write(fd, _line({"add": entry}))
 
     def remove(self, id: str) -> None:
         with self.lock:
@@ -106,7 +124,8 @@ class _Writer:
                 return
             self.live.discard(id)
             if self.live:
-                os.write(self.fd, _line({"remove": id}))
+                with contextlib.suppress(OSError):  # it stays recorded: swept later, harmlessly
+                    os.write(self.fd, _line({"remove": id}))
                 return
             # Nothing left to clean up: no record at all.
             os.close(self.fd)
@@ -134,10 +153,9 @@ def record_sandbox(type: str, id: str, **details: Any) -> None:
     """Record that this harness made the sandbox *id* of *type*, until :func:`resolve_sandbox`.
 
     *details* (JSON-serialisable) are what the provider needs to remove it
-    without this process. Not a checkpoint: one small ``write`` to a local file.
-
-    Raises:
-        OSError: The record cannot be written.
+    without this process. Not a checkpoint: one small ``write`` to a local
+    file. When the state directory cannot be written, a warning is logged
+    once and nothing more is recorded by this process.
     """
     _writer.add({"type": type, "id": id, **details})
 
@@ -175,7 +193,8 @@ class HarnessRecord:
         boot, start = _identity(self.pid)
         if start is None or (self.boot and boot and boot != self.boot):
             return False
-        return start == self.start
+        # Without a start time recorded, a live pid may be the harness: leave it be.
+        return self.start is None or start == self.start
 
     def resolve(self, ids: set[str]) -> None:
         """Drop *ids* from a dead harness's record; remove the file once it holds nothing.

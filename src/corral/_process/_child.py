@@ -21,13 +21,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Mapping
 
     from ._process_group import GroupProcess
@@ -87,6 +87,8 @@ def _popen(
     cwd: str | None,
     env: Mapping[str, str] | Mapping[bytes, bytes],
 ) -> subprocess.Popen[bytes]:
+    import subprocess  # by the first spawn: it is not a small import
+
     return subprocess.Popen(
         argv,
         stdin=stdin,

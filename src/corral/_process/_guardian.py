@@ -26,7 +26,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import sys
 import threading
 
@@ -57,7 +56,7 @@ class _Guardian:
 
     def _reset(self) -> None:
         self.lock = threading.Lock()
-        self.token = secrets.token_hex(8)
+        self.token = os.urandom(8).hex()
         self.fd: int | None = None
         self.pid: int | None = None
         self.groups: set[int] = set()

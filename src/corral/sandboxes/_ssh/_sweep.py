@@ -97,10 +97,18 @@ async def sweep_ssh(leftovers: list[Leftover], config: Any = None) -> list[Sweep
     """
     override = SSHSandboxConfig.load(config) if config is not None else None
     groups: dict[str, tuple[SSHSandboxConfig, list[Leftover]]] = {}
-    for leftover in leftovers:
-        settings = _settings(leftover, override)
-        groups.setdefault(settings.model_dump_json(), (settings, []))[1].append(leftover)
     results: dict[int, SweepResult] = {}
+    for leftover in leftovers:
+        try:
+            settings = _settings(leftover, override)
+            if not all(isinstance(leftover.details.get(key), str) for key in ("dir", "tag")):
+                raise ValueError("no dir or tag")
+        except (KeyError, TypeError, ValueError) as exc:
+            from .._sweep import SweepResult
+
+            results[id(leftover)] = SweepResult(leftover, error=f"its record is damaged: {exc!r}")
+            continue
+        groups.setdefault(settings.model_dump_json(), (settings, []))[1].append(leftover)
 
     async def one(settings: SSHSandboxConfig, group: list[Leftover]) -> None:
         for result in await run_on_ssh_loop(_remove_all, settings, group):
