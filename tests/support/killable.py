@@ -72,8 +72,16 @@ class Harness:
         )
 
     def commands(self) -> list[int]:
-        """The live commands (the harness has the marker in its own command line)."""
-        return [pid for pid in processes_matching(self.marker) if pid != self.process.pid]
+        """The live commands.
+
+        The harness has the marker in its own command line, and so has, for a moment,
+        a child it is spawning (the guardian, say) until that child calls ``exec``.
+        """
+        return [
+            pid
+            for pid in processes_matching(self.marker)
+            if str(HARNESS) not in (cmdline(pid) or "")
+        ]
 
     def left_running(self) -> list[int]:
         return wait_gone(self.commands(), GONE_TIMEOUT)
