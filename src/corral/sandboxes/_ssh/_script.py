@@ -242,9 +242,11 @@ def kill_script(pid: int, pgid: int, grace: float, user: str | None = None) -> s
             f"kill -s TERM -- {target} 2>/dev/null || alive || exit 0",
             "i=0",
             "while alive; do",
-            f"  if [ $i -ge {steps} ]; then {kill}; exit 0; fi",
+            f"  if [ $i -ge {steps} ]; then {kill}; break; fi",
             "  sleep 0.02; i=$((i+1))",
             "done",
+            # SIGKILL is not instant on a loaded host: return once it has taken (at most 5 s).
+            "i=0; while [ $i -lt 250 ] && alive; do sleep 0.02; i=$((i+1)); done",
         ]
     )
 
