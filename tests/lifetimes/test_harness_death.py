@@ -108,7 +108,7 @@ def test_a_sigterm_handler_of_the_program_is_kept(
 
     assert harness.read_line() == "own handler\n"
     assert harness.process.poll() is None  # the program's handler did not end it
-    assert len(harness.commands()) == 1
+    assert harness.commands() != []  # and its command runs on: nothing was cancelled
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
