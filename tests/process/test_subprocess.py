@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,3 +238,23 @@ def test_exec_result_is_a_generic_dataclass() -> None:
     result.stdout = b"changed"  # mutable, as in inspect_ai
     assert result.stdout == b"changed"
     assert sys.modules[ExecResult.__module__] is sys.modules["corral.util"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"args": ["echo", "a\0b"]}, r"args\[1\] must not contain a NUL"),
+        ({"args": "echo a\0b"}, "args must not contain a NUL"),
+        ({"args": ["true"], "cwd": "/tmp\0x"}, "cwd must not contain a NUL"),
+        ({"args": ["true"], "env": {"A": "a\0b"}}, r"env\['A'\] must not contain a NUL"),
+        ({"args": ["true"], "env": {"A=B": "1"}}, "env key 'A=B' must be non-empty"),
+    ],
+)
+async def test_what_no_command_line_can_carry_is_refused_before_the_slot(
+    kwargs: dict[str, Any], match: str
+) -> None:
+    async with corral.task("t", max_subprocesses=1) as task:
+        with pytest.raises(ValueError, match=match):
+            await subprocess(**kwargs)
+        assert task.statistics().subprocesses_running == 0
+        assert (await subprocess(["echo", "ok"])).stdout == "ok\n"

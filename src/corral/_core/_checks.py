@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 
 __all__ = [
@@ -18,7 +19,9 @@ __all__ = [
     "check_bytes",
     "check_env",
     "check_limit",
+    "check_no_nul",
     "check_optional_str",
+    "check_path",
     "check_seconds",
     "check_str",
     "check_str_list",
@@ -61,6 +64,39 @@ def check_optional_str(name: str, value: object) -> str | None:
     return value
 
 
+#: What a shell variable name is: the only env keys a sandbox takes.
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_no_nul(name: str, value: str) -> str:
+    """Return *value* unless it holds a NUL character, which no command line, path or env can carry.
+
+    A NUL refused here, before anything is sent, cannot cut a command short on
+    one side of a connection and break the connection on the other.
+
+    Raises:
+        ValueError: *value* holds ``"\\0"`` (the message names *name*).
+    """
+    if "\0" in value:
+        raise ValueError(f"{name} must not contain a NUL character, got {value!r}")
+    return value
+
+
+def check_path(name: str, value: object, *, optional: bool = False) -> str | None:
+    """Return *value* as a path ``str`` without NUL (``None`` allowed with *optional*).
+
+    Raises:
+        TypeError: *value* is not a ``str``.
+        ValueError: *value* holds a NUL character.
+    """
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        kind = "a str or None" if optional else "a str"
+        raise TypeError(f"{name} must be {kind}, got {type_name(value)}")
+    return check_no_nul(name, value)
+
+
 def check_str_list(name: str, value: object, *, paths: bool = False) -> list[str]:
     """Return *value* as a non-empty list of ``str``, or raise naming *name* (and the index).
 
@@ -68,7 +104,7 @@ def check_str_list(name: str, value: object, *, paths: bool = False) -> list[str
 
     Raises:
         TypeError: *value* is not a list, or an item is not a ``str``.
-        ValueError: *value* is empty.
+        ValueError: *value* is empty, or an item holds a NUL character.
     """
     if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, list | tuple):
         raise TypeError(f"{name} must be a list of str, got {type_name(value)}")
@@ -80,16 +116,22 @@ def check_str_list(name: str, value: object, *, paths: bool = False) -> list[str
             item = os.fspath(item)
         if not isinstance(item, str):
             raise TypeError(f"{name}[{i}] must be a str, got {type_name(item)}")
-        items.append(item)
+        items.append(check_no_nul(f"{name}[{i}]", item))
     return items
 
 
-def check_env(name: str, value: object) -> dict[str, str] | None:
+def check_env(name: str, value: object, *, names: bool = False) -> dict[str, str] | None:
     """Return *value* as a ``dict`` of ``str`` to ``str`` (``None`` stays ``None``).
+
+    Keys may not be empty or hold ``=``, and nothing may hold NUL. With
+    *names*, keys must be shell variable names (letters, digits and ``_``, not
+    starting with a digit), as a sandbox takes them: a key such as ``-S...``
+    could otherwise be read as an option by ``env`` or ``sudo``.
 
     Raises:
         TypeError: *value* is not a mapping, or a key or value is not a ``str``
             (the message names the key).
+        ValueError: A key or value is not allowed (the message names the key).
     """
     if value is None:
         return None
@@ -101,6 +143,15 @@ def check_env(name: str, value: object) -> dict[str, str] | None:
             raise TypeError(f"{name} keys must be str, got {key!r}")
         if not isinstance(item, str):
             raise TypeError(f"{name}[{key!r}] must be a str, got {type_name(item)}")
+        if names and not _VARIABLE_NAME.match(key):
+            raise ValueError(
+                f"{name} key {key!r} is not a shell variable name "
+                "(letters, digits and _, not starting with a digit)"
+            )
+        if not key or "=" in key:
+            raise ValueError(f"{name} key {key!r} must be non-empty and hold no '='")
+        check_no_nul(f"{name} key", key)
+        check_no_nul(f"{name}[{key!r}]", item)
         checked[key] = item
     return checked
 

@@ -30,6 +30,7 @@ from .._core._checks import (
     check_bool,
     check_bytes,
     check_env,
+    check_no_nul,
     check_seconds,
     check_str_list,
     type_name,
@@ -108,6 +109,7 @@ def check_command(
     if isinstance(args, str):
         if not args.strip():
             raise ValueError("args must not be an empty command")
+        check_no_nul("args", args)
         argv = ["/bin/sh", "-c", args]
         display = args
     elif isinstance(args, list | tuple):
@@ -125,6 +127,7 @@ def check_command(
         cwd_path = os.fspath(cwd)
         if not isinstance(cwd_path, str):
             raise TypeError(f"cwd must be a str or a path, got {type_name(cwd_path)}")
+        check_no_nul("cwd", cwd_path)
         try:
             mode = os.stat(cwd_path).st_mode
         except FileNotFoundError:

@@ -228,12 +228,31 @@ class SandboxConformance:
             (lambda: env.write_file(5, "x"), TypeError, "file must be a str"),
             (lambda: env.write_file("f", 5), TypeError, "contents must be str or bytes"),
             (lambda: env.read_file(5), TypeError, "file must be a str"),
+            # What a model may send: refused before anything reaches the provider.
+            (lambda: env.exec(["echo", "a\0b"]), ValueError, r"cmd\[1\] must not contain a NUL"),
+            (lambda: env.exec(["ec\0ho"]), ValueError, r"cmd\[0\] must not contain a NUL"),
+            (lambda: env.exec(["A=B", "true"]), ValueError, r"cmd\[0\] must not contain '='"),
+            (lambda: env.exec(["true"], cwd="/\0"), ValueError, "cwd must not contain a NUL"),
+            (lambda: env.exec(["true"], user="a\0b"), ValueError, "user must not contain a NUL"),
+            (lambda: env.exec(["true"], env={"A": "\0"}), ValueError, r"env\['A'\] must not"),
+            (
+                lambda: env.exec(["true"], env={"-S/bin/echo X #": "1"}),
+                ValueError,
+                "shell variable",
+            ),
+            (lambda: env.exec(["true"], env={"1A": "1"}), ValueError, "shell variable"),
+            (lambda: env.write_file("f\0g", "x"), ValueError, "file must not contain a NUL"),
+            (lambda: env.read_file("f\0g"), ValueError, "file must not contain a NUL"),
         ]
         for call, error, match in bad:
             with pytest.raises(error, match=match):
                 await call()
         with pytest.raises(FileNotFoundError):
             await sandbox.read_file("f")  # nothing was written by the refused write_file
+        # And the provider works on, for this sample and so for the others.
+        assert (await sandbox.exec(["echo", "still here"])).stdout == "still here\n"
+        await sandbox.write_file("g", "fine")
+        assert await sandbox.read_file("g") == "fine"
 
     # -- exec ---------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from .._core._checks import (
     check_bool,
     check_bytes,
     check_env,
-    check_optional_str,
+    check_path,
     check_seconds,
     check_str,
     check_str_list,
@@ -142,7 +142,12 @@ def _check_cmd(cmd: object) -> list[str]:
             "cmd must be a list of arguments, not a str; "
             f"to run it through a shell, use ['sh', '-c', {cmd!r}]"
         )
-    return check_str_list("cmd", cmd)
+    argv = check_str_list("cmd", cmd)
+    if "=" in argv[0]:
+        # ``env`` and ``sudo`` (how a command runs as another user) would take it
+        # for an assignment and run the next argument instead.
+        raise ValueError(f"cmd[0] must not contain '=', got {argv[0]!r}")
+    return argv
 
 
 def _over(text: str, limit: int) -> bool:
@@ -224,9 +229,9 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         """
         argv = _check_cmd(cmd)
         data = check_bytes("input", input, optional=True)
-        check_optional_str("cwd", cwd)
-        variables = check_env("env", env)
-        check_optional_str("user", user)
+        check_path("cwd", cwd, optional=True)
+        variables = check_env("env", env, names=True)
+        check_path("user", user, optional=True)
         seconds = check_seconds("timeout", timeout)
         check_bool("timeout_retry", timeout_retry)
         limit = max_exec_output_size()
@@ -326,6 +331,7 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         **Cancellation:** propagates unchanged; no event is recorded.
         """
         check_str("file", file, empty=False)
+        check_path("file", file)
         data = check_bytes("contents", contents)
         assert data is not None
         with trace_action(_logger, "Sandbox", "%s %s", "write_file", _trace_detail(file)):
@@ -361,6 +367,7 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         **Cancellation:** propagates unchanged; no event is recorded.
         """
         check_str("file", file, empty=False)
+        check_path("file", file)
         check_bool("text", text)
         limit = max_read_file_size()
         with trace_action(_logger, "Sandbox", "%s %s", "read_file", _trace_detail(file)):

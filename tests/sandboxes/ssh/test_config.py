@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from corral.sandboxes import SSHHostConfig, SSHSandboxConfig
-from corral.sandboxes._ssh._script import check_env
 
 
 def test_dict_with_host_strings_and_defaults() -> None:
@@ -116,10 +115,12 @@ def test_missing_config_and_wrong_types() -> None:
 
 
 def test_env_names_must_be_shell_names() -> None:
-    check_env({"A_1": "x y", "_b": ""})
+    from corral._core._checks import check_env
+
+    assert check_env("env", {"A_1": "x y", "_b": ""}, names=True) == {"A_1": "x y", "_b": ""}
     with pytest.raises(ValueError, match="'A-B'"):
-        check_env({"A-B": "x"})
+        check_env("env", {"A-B": "x"}, names=True)
     with pytest.raises(ValueError, match="'1A'"):
-        check_env({"1A": "x"})
+        check_env("env", {"1A": "x"}, names=True)
     with pytest.raises(ValueError, match="NUL"):
-        check_env({"A": "x\0y"})
+        check_env("env", {"A": "x\0y"}, names=True)

@@ -355,3 +355,34 @@ def _cmdline_of(pid: int) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+async def test_a_nul_in_one_samples_command_does_not_touch_another_sample(
+    no_remote_leftovers: OpenSSHServer, remote_fifo: Fifo, remote_gate: Fifo
+) -> None:
+    # sshd drops the whole connection on a NUL in an exec request: it must never get one.
+    config = no_remote_leftovers.sandbox_config()
+    results: list[str] = []
+    async with corral.task("t", sandbox=("ssh", config)) as task:
+
+        async def innocent() -> None:
+            async with task.sample("innocent"):
+                command = f"{remote_fifo.shell_ready()}; read line < '{remote_gate.path}'; echo ok"
+                results.append((await sandbox().exec(["sh", "-c", command])).stdout)
+
+        async def hostile() -> None:
+            async with task.sample("hostile"):
+                await remote_fifo.wait()  # the innocent command runs, on the pooled connection
+                for bad in (["echo", "a\0b"], ["ec\0ho"]):
+                    with pytest.raises(ValueError, match="NUL"):
+                        await sandbox().exec(bad)
+                with pytest.raises(ValueError, match="NUL"):
+                    await sandbox().exec(["true"], cwd="/tmp\0x")
+                with pytest.raises(ValueError, match="NUL"):
+                    await sandbox().write_file("a\0b", "x")
+                assert (await sandbox().exec(["echo", "me too"])).stdout == "me too\n"
+                remote_gate.release()
+
+        task.start_soon(innocent)
+        task.start_soon(hostile)
+    assert results == ["ok\n"]

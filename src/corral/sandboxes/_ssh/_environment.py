@@ -22,7 +22,7 @@ from ._bridge import run_on_ssh_loop
 from ._config import IGNORE_KNOWN_HOSTS, SSHSandboxConfig
 from ._pool import HostSet, hold, let_go
 from ._remote import RemoteSandbox
-from ._script import STATUSES, check_env, exec_script
+from ._script import STATUSES, exec_script
 from ._sweep import record_details, sweep_ssh
 
 if TYPE_CHECKING:
@@ -133,8 +133,6 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         timeout arrives as a cancellation).
         """
         argv = list(cmd)
-        if env:
-            check_env(env)
         data = input.encode("utf-8") if isinstance(input, str) else input
         remote = self._remote
         remote._check_open()

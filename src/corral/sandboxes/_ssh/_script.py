@@ -34,7 +34,6 @@ __all__ = [
     "HEADER",
     "STATUSES",
     "TAG_VARIABLE",
-    "check_env",
     "cleanup_script",
     "exec_script",
     "kill_script",
@@ -63,22 +62,6 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _q = shlex.quote
 
 
-def check_env(env: Mapping[str, str]) -> None:
-    """Check that *env* (checked to map ``str`` to ``str``) can be exported by a POSIX shell.
-
-    Raises:
-        ValueError: A key is not a shell variable name, or a value holds NUL.
-    """
-    for key, value in env.items():
-        if not _NAME.match(key):
-            raise ValueError(
-                f"env key {key!r} is not a valid shell variable name "
-                "(letters, digits and _, not starting with a digit)"
-            )
-        if "\0" in value:
-            raise ValueError(f"env value of {key!r} holds a NUL character")
-
-
 def exec_script(
     argv: list[str],
     *,
@@ -90,7 +73,8 @@ def exec_script(
 ) -> str:
     """The script that checks *cwd*, *argv[0]* and *user*, prints the header and runs *argv*.
 
-    *env* must have passed :func:`check_env`; *tag* is the sandbox's token.
+    *env* holds shell variable names and no NUL (the sandbox proxy checked
+    it); *tag* is the sandbox's token.
     Without *stdin*, the command reads ``/dev/null`` (as a local command
     given no input does), and the channel needs no EOF from us.
 
