@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -461,6 +462,7 @@ def test_exit_gzips_the_file(trace_path: Path, tmp_path: Path) -> None:
     assert len(records) == 2 * 50 * 2
     assert [r["event"] for r in records[:2]] == ["enter", "exit"]
     assert records[-1]["detail"] == "step 49"
+    assert stat.S_IMODE(gz.stat().st_mode) == 0o600  # whole command lines: the owner's only
 
 
 def test_sigkill_loses_at_most_the_last_second(trace_path: Path, tmp_path: Path) -> None:

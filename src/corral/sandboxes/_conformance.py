@@ -225,6 +225,7 @@ class SandboxConformance:
             (lambda: env.exec(["true"], input=3), TypeError, "input must be str, bytes"),
             (lambda: env.exec(["true"], env={"A": 1}), TypeError, r"env\['A'\]"),
             (lambda: env.exec(["true"], timeout=-1), ValueError, "timeout must be >= 0"),
+            (lambda: env.exec(["true"], timeout=float("nan")), ValueError, "timeout must be"),
             (lambda: env.write_file(5, "x"), TypeError, "file must be a str"),
             (lambda: env.write_file("f", 5), TypeError, "contents must be str or bytes"),
             (lambda: env.read_file(5), TypeError, "file must be a str"),

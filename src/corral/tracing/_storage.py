@@ -66,14 +66,19 @@ def open_shared(path: Path) -> tuple[int, bool]:
 
 
 def compress(path: Path) -> None:
-    """Gzip *path* to ``<path>.gz`` (appended as a new member if it exists), then delete it."""
+    """Gzip *path* to ``<path>.gz`` (appended as a new member if it exists), then delete it.
+
+    The compressed file is created readable by its owner only, as the plain one is.
+    """
     import gzip
     import shutil
 
     target = path.with_name(path.name + ".gz")
     partial = path.with_name(f"{path.name}.gz.{os.getpid()}.tmp")
     try:
-        with open(partial, "wb") as out:
+        # 0600 as the plain file is: a trace holds whole command lines.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as out:
             with contextlib.suppress(FileNotFoundError), open(target, "rb") as earlier:
                 shutil.copyfileobj(earlier, out)
             with (
