@@ -122,3 +122,34 @@ def test_store_outside_a_sample_is_process_wide() -> None:
 def test_store_is_unhashable_like_a_dict() -> None:
     with pytest.raises(TypeError):
         hash(Store())
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (float("nan"), "nan is not a JSON number"),
+        ({"x": [float("inf")]}, "Infinity is not a JSON number"),
+        (-float("inf"), "-inf is not a JSON number"),
+        ("\ud800", "surrogates not allowed"),
+        (["ok", "\udfff"], "surrogates not allowed"),
+    ],
+)
+def test_values_strict_json_cannot_hold_are_refused_by_key(value: object, reason: str) -> None:
+    s = Store({"k": 1})
+    with pytest.raises(TypeError, match=rf"key 'bad' is not JSON-serialisable .*{reason}"):
+        s.set("bad", value)
+    assert dict(s.items()) == {"k": 1}
+
+
+def test_a_cyclic_value_is_a_type_error_naming_the_key() -> None:
+    cycle: list[object] = []
+    cycle.append(cycle)
+    with pytest.raises(TypeError, match=r"key 'loop' is not JSON-serialisable \(list\): circular"):
+        Store().set("loop", cycle)
+
+
+def test_strings_that_look_like_constants_are_fine() -> None:
+    s = Store()
+    s.set("a", "NaN")
+    s.set("b", {"Infinity": ["NaN", 1.5]})
+    assert (s.get("a"), s.get("b")) == ("NaN", {"Infinity": ["NaN", 1.5]})

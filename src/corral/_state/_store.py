@@ -5,16 +5,20 @@ A store is a flat mapping from string keys to JSON-serialisable values.
 reported at the line that stored it (naming the key and the type) instead of
 turning into ``null`` in the transcript later. What counts is what pydantic
 can serialise: JSON's own types, plus dataclasses, pydantic models, tuples,
-sets, ``bytes`` and dates.
+sets, ``bytes`` and dates; strictly (no NaN or infinity, no lone surrogate,
+no cycle), so that what goes in can be written to the sample log and read
+back the same.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from contextvars import ContextVar
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_json
 
 from ._changes import IMMUTABLE, ChangeTracker
 
@@ -26,13 +30,33 @@ __all__ = ["Store", "check_jsonable", "store"]
 VT = TypeVar("VT")
 
 
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def check_jsonable(key: str, value: object) -> None:
-    """Raise :class:`TypeError` naming *key* unless *value* serialises to JSON."""
+    """Raise :class:`TypeError` naming *key* unless *value* serialises to strict JSON.
+
+    Strict: NaN and the infinities (which JSON has no number for, and which
+    would come back as ``null``), strings with lone surrogates (which UTF-8
+    cannot encode, so the sample log could not be written) and cyclic values
+    are refused, here rather than when the log is written.
+    """
     try:
-        to_jsonable_python(value)
-    except PydanticSerializationError as exc:
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                _refuse_constant(repr(value))
+        elif isinstance(value, str):
+            value.encode("utf-8")
+        elif not (value is None or isinstance(value, int)):
+            data = to_json(value)
+            if b"NaN" in data or b"Infinity" in data:  # in a string, or a constant: look closer
+                json.loads(data, parse_constant=_refuse_constant)
+    except (PydanticSerializationError, ValueError) as exc:  # UnicodeEncodeError is one
+        reason = "circular reference" if "Circular reference" in str(exc) else str(exc)
         raise TypeError(
-            f"store value for key {key!r} is not JSON-serialisable ({type(value).__name__}): {exc}"
+            f"store value for key {key!r} is not JSON-serialisable "
+            f"({type(value).__name__}): {reason}"
         ) from None
 
 
