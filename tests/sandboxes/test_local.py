@@ -259,9 +259,25 @@ async def test_connection_opens_a_shell_in_the_directory(
     assert result.stdout.strip() == local.directory
 
 
-async def test_read_file_of_a_device_is_bounded(local: LocalSandboxEnvironment) -> None:
-    with override_sandbox_output_limit(4096, "read_file"), pytest.raises(OutputLimitExceededError):
+async def test_a_device_is_refused_not_read(local: LocalSandboxEnvironment) -> None:
+    with pytest.raises(OSError, match=r"only regular files .* a character device") as info:
         await local.read_file("/dev/zero", text=False)
+    assert info.value.filename == "/dev/zero"
+
+
+async def test_a_fifo_is_refused_at_once_for_reading_and_writing(
+    local: LocalSandboxEnvironment,
+) -> None:
+    # Made by a command, as a model would: ``mkfifo answer.txt``.
+    assert (await local.exec(["mkfifo", "answer.txt"])).success
+    with anyio.fail_after(10):  # the read used to wait for a writer forever, in a thread
+        with pytest.raises(OSError, match="this is a FIFO") as info:
+            await local.read_file("answer.txt")
+        assert info.value.filename == os.path.join(local.directory, "answer.txt")
+        with pytest.raises(OSError, match="refusing to write to a FIFO"):
+            await local.write_file("answer.txt", "x")  # used to block the event loop itself
+    await local.write_file("fine.txt", "still works")
+    assert await local.read_file("fine.txt") == "still works"
 
 
 async def test_large_file_io_runs_in_a_worker_thread(

@@ -73,10 +73,54 @@ def _current_user() -> str | None:
         return None
 
 
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """Open *path* without blocking and return the fd, if it is a regular file.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once (or fail with
+    ``ENXIO`` for writing with no reader) instead of waiting for the other
+    end forever; what was opened is then checked on the fd itself, so a file
+    swapped for a FIFO after a ``stat`` cannot slip through.
+
+    Raises:
+        IsADirectoryError: *path* is a directory.
+        OSError: *path* is a FIFO, socket or device (``EINVAL``, naming it), or
+            cannot be opened.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise OSError(errno.EINVAL, "refusing to write to a FIFO", path) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        return fd
+    os.close(fd)
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    raise OSError(
+        errno.EINVAL, f"only regular files are read and written; this is {_kind(mode)}", path
+    )
+
+
 def _read_sync(path: str, text: bool, limit: int) -> str | bytes:
-    with open(path, "rb") as f:
-        # Never more than limit + 1 bytes: a file that grew since the stat
-        # (or a device without a size) cannot make us read without bound.
+    with open(_open_regular(path, os.O_RDONLY), "rb") as f:
+        if os.fstat(f.fileno()).st_size > limit:
+            raise OutputLimitExceededError(human_size(limit), None)
+        # Never more than limit + 1 bytes: a file that grows while it is read
+        # cannot make us read without bound.
         data = f.read(limit + 1)
     if len(data) > limit:
         raise OutputLimitExceededError(human_size(limit), None)
@@ -87,7 +131,9 @@ def _write_sync(path: str, data: bytes) -> None:
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    with open(path, "wb") as f:
+    # Truncated only once it is known to be a regular file.
+    with open(_open_regular(path, os.O_WRONLY | os.O_CREAT), "wb") as f:
+        f.truncate()
         f.write(data)
 
 
@@ -279,7 +325,7 @@ class LocalSandboxEnvironment(SandboxEnvironment):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         if info.st_size > limit:
             raise OutputLimitExceededError(human_size(limit), None)
-        if stat.S_ISREG(info.st_mode) and info.st_size <= _INLINE_IO_MAX:
+        if info.st_size <= _INLINE_IO_MAX:  # a FIFO or device is refused, without blocking
             return _read_sync(path, text, limit)
         return await anyio.to_thread.run_sync(_read_sync, path, text, limit)
 
