@@ -233,3 +233,13 @@ async def test_300_children_cancelled_at_once(fifo: Fifo, no_leftovers: str) -> 
         assert open_fd_count() == fds
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("text", [True, False])
+async def test_a_timeout_keeps_what_the_command_printed(text: bool) -> None:
+    # sh prints at once; the 2 s are for a loaded machine to get there.
+    command = "printf 'half a line'; printf 'oops' >&2; exec sleep 300"
+    with pytest.raises(TimeoutError, match="timed out after 2 seconds") as info:
+        await subprocess(["sh", "-c", command], text, timeout=2)
+    expected = ("half a line", "oops") if text else (b"half a line", b"oops")
+    assert (info.value.stdout, info.value.stderr) == expected  # type: ignore[attr-defined]

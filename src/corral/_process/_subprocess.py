@@ -22,7 +22,7 @@ import os
 import shlex
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import anyio
 
@@ -364,7 +364,9 @@ async def subprocess(
         NotADirectoryError: *cwd* is not a directory.
         PermissionError: The program is not executable.
         TimeoutError: The command ran longer than *timeout*; the message
-            names the command and the seconds.
+            names the command and the seconds, and its ``stdout`` and
+            ``stderr`` attributes hold what the command printed until then
+            (``str`` or ``bytes`` as *text* says, within *output_limit*).
 
     The run is traced as a ``"Subprocess"`` action (see :mod:`corral.tracing`),
     from the moment the command holds its slot until it has been reaped.
@@ -390,26 +392,29 @@ async def subprocess(
     out = TailBuffer(limit) if command.capture else None
     err = TailBuffer(limit) if command.capture else None
 
-    if limiter is not None:
-        slot = object()
-        await limiter.acquire_on_behalf_of(slot)
-        try:
+    try:
+        if limiter is not None:
+            slot = object()
+            await limiter.acquire_on_behalf_of(slot)
+            try:
+                returncode = await run_supervised(command, out, err, timeout=seconds, grace=grace)
+            finally:
+                limiter.release_on_behalf_of(slot)
+        else:
             returncode = await run_supervised(command, out, err, timeout=seconds, grace=grace)
-        finally:
-            limiter.release_on_behalf_of(slot)
-    else:
-        returncode = await run_supervised(command, out, err, timeout=seconds, grace=grace)
+    except TimeoutError as exc:
+        # What it printed until then, as the result would have held it.
+        exc.stdout, exc.stderr = _output(out, text), _output(err, text)  # type: ignore[attr-defined]
+        raise
 
-    stdout = out.value() if out is not None else b""
-    stderr = err.value() if err is not None else b""
-    if text:
-        return ExecResult(
-            returncode == 0,
-            returncode,
-            stdout.decode("utf-8", errors="replace"),
-            stderr.decode("utf-8", errors="replace"),
-        )
-    return ExecResult(returncode == 0, returncode, stdout, stderr)
+    stdout, stderr = _output(out, text), _output(err, text)
+    result: ExecResult[Any] = ExecResult(returncode == 0, returncode, stdout, stderr)
+    return result
+
+
+def _output(buffer: TailBuffer | None, text: bool) -> str | bytes:
+    data = buffer.value() if buffer is not None else b""
+    return data.decode("utf-8", errors="replace") if text else data
 
 
 async def run_supervised(
