@@ -353,3 +353,17 @@ async def test_a_state_directory_that_cannot_be_written_does_not_stop_a_sandbox(
     assert result.stdout == "works\n"
     assert "cannot record sandboxes in" in caplog.text
     assert str(not_a_directory) in caplog.text
+
+
+async def test_an_endless_writer_is_stopped_once_past_the_output_limit() -> None:
+    marker = f"yes-{os.urandom(6).hex()}"
+    with override_sandbox_output_limit(64 * 1024, "exec"):
+        async with corral.task("t", sandbox="local") as task, task.sample(1):
+            with anyio.fail_after(30):  # it used to run for ever, only truncated
+                with pytest.raises(OutputLimitExceededError) as info:
+                    await sandbox().exec(["sh", "-c", f"exec yes {marker}"])
+            assert processes_matching(marker) == []  # its group is gone before exec returned
+    kept = info.value.truncated_output
+    assert kept is not None
+    assert 0 < len(kept) <= 64 * 1024
+    assert set(kept.split()) <= {marker}

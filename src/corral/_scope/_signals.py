@@ -27,6 +27,7 @@ hands the signal to.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -34,6 +35,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import sniffio
+
+from .._core._threads import soon_in_this_loop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -93,29 +96,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _threadsafe_cancel(scope: CancelScope, reason: str) -> Callable[[], None]:
     """A function that cancels *scope* from a signal handler, through its event loop."""
-
-    def cancel() -> None:
-        scope.cancel(reason)
-
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        token = trio.lowlevel.current_trio_token()
-
-        def schedule() -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(cancel)
-
-    else:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-
-        def schedule() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed
-                loop.call_soon_threadsafe(cancel)
-
-    return schedule
+    return soon_in_this_loop(functools.partial(scope.cancel, reason))
 
 
 def _install() -> None:

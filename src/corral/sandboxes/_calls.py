@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from .._core._tail import TailBuffer
+from .._core._threads import soon_in_this_loop
 from ._output_limits import max_exec_output_size
 
 if TYPE_CHECKING:
@@ -55,18 +56,38 @@ class ExecCall:
         scope: The cancel scope that enforces *timeout* (the proxy enters it).
         shared: Whether the provider took the call (with :func:`exec_call`),
             and so writes the command's output to the buffers.
+        over_limit: Whether a stream passed *limit*, and the call was
+            cancelled for it (through *scope*).
     """
 
-    __slots__ = ("_paused", "limit", "scope", "shared", "stderr", "stdout", "timeout")
+    __slots__ = (
+        "_paused",
+        "limit",
+        "over_limit",
+        "scope",
+        "shared",
+        "stderr",
+        "stdout",
+        "timeout",
+    )
 
     def __init__(self, limit: int, timeout: float | None) -> None:
         self.limit = limit
         self.timeout = timeout
-        self.stdout = TailBuffer(limit)
-        self.stderr = TailBuffer(limit)
         self.scope = anyio.CancelScope()
+        # A stream past the limit stops the command at once (an endless
+        # writer would otherwise run forever, only truncated); the buffers
+        # may be filled from the SSH loop's thread, hence through the loop.
+        stop = soon_in_this_loop(self._stop_over_limit)
+        self.stdout = TailBuffer(limit, stop)
+        self.stderr = TailBuffer(limit, stop)
         self.shared = False
+        self.over_limit = False
         self._paused = 0
+
+    def _stop_over_limit(self) -> None:
+        self.over_limit = True
+        self.scope.cancel("the command's output passed the exec output limit")
 
     def start_clock(self) -> None:
         """Start counting *timeout* now (the proxy calls this as it calls the provider)."""

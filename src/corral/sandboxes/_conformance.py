@@ -337,8 +337,12 @@ class SandboxConformance:
             with pytest.raises(OutputLimitExceededError) as info:
                 await sandbox.exec(["sh", "-c", "head -c 4000 /dev/zero | tr '\\0' a; printf END"])
             assert "1 KiB" in str(info.value)
-            assert info.value.truncated_output is not None
-            assert info.value.truncated_output == "a" * 1021 + "END"
+            kept = info.value.truncated_output
+            assert kept is not None
+            # The tail of what it printed when it was stopped: a built-in provider stops
+            # it as soon as the stream passes the limit, so "END" may never come.
+            assert 0 < len(kept) <= 1024
+            assert kept in "a" * 4000 + "END"
             with pytest.raises(OutputLimitExceededError):
                 await sandbox.exec(["sh", "-c", "head -c 4000 /dev/zero >&2"])
 

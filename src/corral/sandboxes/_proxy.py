@@ -288,6 +288,14 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
                 raise
             finally:
                 current_exec_call.reset(token)
+            if call.scope.cancelled_caught and call.over_limit:
+                # Stopped as soon as a stream passed the limit: the kept tail of it.
+                out_over = call.stdout.total > limit
+                kept = (_kept(call.stdout) if out_over else "") + (
+                    _kept(call.stderr) if call.stderr.total > limit else ""
+                )
+                _record(**event, output=display_content(kept), timestamp=start, completed=_now())
+                raise OutputLimitExceededError(human_size(limit), truncated_output=kept)
             if call.scope.cancelled_caught:
                 raise SandboxTimeoutError(
                     f"Command {command!r} timed out after {timeout:g} seconds",

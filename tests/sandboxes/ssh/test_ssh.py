@@ -386,3 +386,23 @@ async def test_a_nul_in_one_samples_command_does_not_touch_another_sample(
         task.start_soon(innocent)
         task.start_soon(hostile)
     assert results == ["ok\n"]
+
+
+async def test_an_endless_remote_writer_is_stopped_once_past_the_output_limit(
+    no_remote_leftovers: OpenSSHServer,
+) -> None:
+    from corral.util import OutputLimitExceededError, override_sandbox_output_limit
+
+    marker = f"yes-{secrets.token_hex(6)}"
+    config = no_remote_leftovers.sandbox_config()
+    with override_sandbox_output_limit(64 * 1024, "exec"):
+        async with corral.task("t", sandbox=("ssh", config)) as task, task.sample(1):
+            with anyio.fail_after(30), pytest.raises(OutputLimitExceededError) as info:
+                await sandbox().exec(["sh", "-c", f"exec yes {marker}"])
+            # The command's group was killed before exec returned, and the sandbox works on.
+            server = no_remote_leftovers
+            assert [p for p in server.processes_of() if marker in _cmdline_of(p)] == []
+            assert (await sandbox().exec(["echo", "on"])).stdout == "on\n"
+    kept = info.value.truncated_output
+    assert kept is not None
+    assert 0 < len(kept) <= 64 * 1024
