@@ -406,3 +406,37 @@ async def test_an_endless_remote_writer_is_stopped_once_past_the_output_limit(
     kept = info.value.truncated_output
     assert kept is not None
     assert 0 < len(kept) <= 64 * 1024
+
+
+async def test_a_dead_sftp_session_is_replaced_for_every_sample_on_the_host(
+    no_remote_leftovers: OpenSSHServer,
+) -> None:
+    from corral._core._procfs import cmdline, pids
+    from tests.support.processes import kill_and_wait
+
+    server = no_remote_leftovers
+    async with corral.task("t", sandbox=("ssh", server.sandbox_config())) as task:
+        async with task.sample("first"):
+            await sandbox().write_file("a.txt", "one")  # starts the host's SFTP session
+            sftp = [p for p in pids() if f"{server.username}@internal-sftp" in (cmdline(p) or "")]
+            assert len(sftp) == 1
+            assert kill_and_wait(sftp) == []  # its session ends; the connection lives on
+            assert await sandbox().read_file("a.txt") == "one"
+        async with task.sample("second"):
+            await sandbox().write_file("b.txt", "two")
+            assert await sandbox().read_file("b.txt") == "two"
+
+
+async def test_a_remote_fifo_is_refused_without_holding_the_sftp_session(
+    no_remote_leftovers: OpenSSHServer,
+) -> None:
+    async with (
+        corral.task("t", sandbox=("ssh", no_remote_leftovers.sandbox_config())) as task,
+        task.sample(1),
+    ):
+        assert (await sandbox().exec(["mkfifo", "answer.txt"])).success
+        with anyio.fail_after(10), pytest.raises(OSError, match="this is a FIFO") as info:
+            await sandbox().read_file("answer.txt")
+        assert info.value.filename == "answer.txt"
+        await sandbox().write_file("fine.txt", "ok")  # the session is free
+        assert await sandbox().read_file("fine.txt") == "ok"

@@ -284,6 +284,14 @@ class HostPool:
             self._sftp = (link, client)
             return client
 
+    def drop_sftp(self, client: asyncssh.SFTPClient) -> None:
+        """*client*'s session has ended: the next :meth:`sftp` starts another."""
+        current = self._sftp
+        if current is not None and current[1] is client:
+            self._sftp = None
+            self.release(current[0])
+            client.exit()
+
     async def open_session(
         self, session: asyncssh.SSHClientSession[bytes], command: str, what: str
     ) -> tuple[Link, asyncssh.SSHClientChannel[bytes]]:

@@ -18,7 +18,7 @@ import shlex
 import stat
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import asyncssh
@@ -29,6 +29,8 @@ from ._pool import CommandFailedError, HostPool, HostSet, Link, let_go
 from ._script import HEADER, cleanup_script, kill_script
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from ..._core._tail import TailBuffer
 
 __all__ = ["ExecOutcome", "RemoteSandbox"]
@@ -41,6 +43,22 @@ _MAX_HEADER = 256
 _HEADER_WAIT = 5.0
 #: Seconds the kill itself (TERM, grace, KILL) may take beyond the grace.
 _KILL_MARGIN = 5.0
+#: What an SFTP client raises once its own session has ended.
+_SFTP_GONE = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
+
+T = TypeVar("T")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 #: Larger exec scripts are sent as a file over SFTP (an SSH packet is at
 #: most 256 KiB, and a channel request must fit in one).
 MAX_INLINE_SCRIPT = 64 * 1024
@@ -237,17 +255,26 @@ class RemoteSandbox:
             SandboxUnavailableError: The connection broke.
         """
         self._check_open()
-        sftp = await self.pool.sftp()
-        with talking(self.label, "read_file", path=shown):
-            attrs = await sftp.stat(path)
-        if attrs.permissions is not None and stat.S_ISDIR(attrs.permissions):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
-        if attrs.size is not None and attrs.size > limit:
-            return None
-        with talking(self.label, "read_file", path=shown):
-            async with sftp.open(path, "rb") as f:
-                data: bytes = await f.read(limit + 1)
-        return None if len(data) > limit else data
+
+        async def read(sftp: asyncssh.SFTPClient) -> bytes | None:
+            with talking(self.label, "read_file", path=shown):
+                attrs = await sftp.stat(path)
+            mode = attrs.permissions
+            if mode is not None and stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
+            if mode is not None and not stat.S_ISREG(mode):
+                # Opening a FIFO would hold the host's SFTP session until a writer comes.
+                raise OSError(
+                    errno.EINVAL, f"only regular files are read; this is {_kind(mode)}", shown
+                )
+            if attrs.size is not None and attrs.size > limit:
+                return None
+            with talking(self.label, "read_file", path=shown):
+                async with sftp.open(path, "rb") as f:
+                    data: bytes = await f.read(limit + 1)
+            return None if len(data) > limit else data
+
+        return await self._with_sftp(read)
 
     async def write(self, path: str, data: bytes, shown: str | None = None) -> None:
         """Write *data* to *path*, creating its parents.
@@ -259,17 +286,38 @@ class RemoteSandbox:
         """
         self._check_open()
         shown = path if shown is None else shown
-        sftp = await self.pool.sftp()
-        with talking(self.label, "write_file", path=shown):
+
+        async def write(sftp: asyncssh.SFTPClient) -> bool:
+            with talking(self.label, "write_file", path=shown):
+                try:
+                    await self._write(sftp, path, data)
+                except (asyncssh.SFTPFailure, asyncssh.SFTPPermissionDenied):
+                    # SFTP has no status for "is a directory": look before saying so.
+                    if not await self._is_dir(sftp, path):
+                        raise
+                    return False
+            return True
+
+        if not await self._with_sftp(write):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
+
+    async def _with_sftp(self, operation: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
+        """Run *operation* with the host's SFTP client, replacing a client found dead once.
+
+        The SFTP session can end while its connection lives on (the server's
+        sftp process killed, say); the pool would otherwise keep handing out
+        the dead client to every sample on the host.
+        """
+        for attempt in (1, 2):
+            sftp = await self.pool.sftp()
             try:
-                await self._write(sftp, path, data)
-            except (asyncssh.SFTPFailure, asyncssh.SFTPPermissionDenied):
-                # SFTP has no status for "is a directory": look before saying so.
-                if not await self._is_dir(sftp, path):
+                return await operation(sftp)
+            except SandboxUnavailableError as exc:
+                if attempt == 2 or not isinstance(exc.__cause__, _SFTP_GONE):
                     raise
-            else:
-                return
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
+                logger.info("the SFTP session to %s ended; starting another", self.label)
+                self.pool.drop_sftp(sftp)
+        raise AssertionError("unreachable")
 
     @staticmethod
     async def _is_dir(sftp: asyncssh.SFTPClient, path: str) -> bool:
