@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import shutil
 import stat
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -367,3 +369,32 @@ async def test_an_endless_writer_is_stopped_once_past_the_output_limit() -> None
     assert kept is not None
     assert 0 < len(kept) <= 64 * 1024
     assert set(kept.split()) <= {marker}
+
+
+async def test_a_deep_path_is_written_or_refused_by_name_not_by_recursion(
+    local: LocalSandboxEnvironment,
+) -> None:
+    deep = "/".join(["a"] * 1000) + "/f.txt"  # about 2,000 bytes: the system takes it
+    await local.write_file(deep, "deep")
+    assert await local.read_file(deep) == "deep"
+    too_deep = "/".join(["b"] * 2500) + "/f.txt"  # over PATH_MAX
+    with pytest.raises(OSError, match="File name too long") as info:
+        await local.write_file(too_deep, "x")
+    assert info.value.errno == errno.ENAMETOOLONG
+    assert info.value.filename is not None
+
+
+async def test_a_tree_thousands_of_levels_deep_is_removed_at_cleanup() -> None:
+    # What `mkdir a; cd a` in a loop makes: too deep for shutil.rmtree, and for any path.
+    make = (
+        "import os\n"
+        "fd = os.open('.', os.O_RDONLY)\n"
+        "for _ in range(3000):\n"
+        "    os.mkdir('a', dir_fd=fd)\n"
+        "    fd = os.open('a', os.O_RDONLY, dir_fd=fd)\n"
+        "open(os.open('f', os.O_WRONLY | os.O_CREAT, dir_fd=fd), 'w').write('x')\n"
+    )
+    async with corral.task("t", sandbox="local") as task, task.sample(1):
+        assert (await sandbox().exec([sys.executable, "-c", make])).success
+        directory = (await sandbox().exec(["pwd"])).stdout.strip()
+    assert not os.path.exists(directory)

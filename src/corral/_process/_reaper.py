@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     import types
     from collections.abc import Iterable
 
-__all__ = ["GUARDIAN_GRACE", "HARNESS_TAG", "stop_processes"]
+__all__ = ["GUARDIAN_GRACE", "HARNESS_TAG", "remove_tree", "stop_processes"]
 
 #: The environment variable that tags every process a harness starts.
 HARNESS_TAG = "CORRAL_HARNESS"
@@ -155,10 +155,71 @@ def stop_processes(groups: Iterable[int], tag: bytes | None, grace: float) -> in
     return len(found)
 
 
-def _remove_tree(path: str) -> None:
-    import shutil
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-    shutil.rmtree(path, ignore_errors=True)
+
+def remove_tree(path: str) -> None:
+    """Remove the directory *path* and everything in it, however deep; ignore what cannot go.
+
+    ``shutil.rmtree`` recurses once per level (a sandbox command can make a
+    tree thousands of levels deep with ``mkdir a; cd a`` in a loop: it raises
+    ``RecursionError``), and paths that deep are longer than the system takes.
+    This walks with one directory descriptor open at a time, relative to it,
+    and climbs back through ``..``. A directory that cannot be removed is
+    left, with whatever it holds; a symlink is removed, never followed.
+    """
+    try:
+        fd = os.open(path, _DIRECTORY)
+    except FileNotFoundError:
+        return
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # a symlink or a file where the directory was
+        return
+    names: list[str] = []  # the way down from *path*
+    stuck: set[tuple[int, int]] = set()  # directories that would not go
+    while True:
+        child = None
+        with contextlib.suppress(OSError), os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                    if child is None and (info.st_dev, info.st_ino) not in stuck:
+                        child = entry.name
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.name, dir_fd=fd)
+        if child is not None:
+            try:
+                below = os.open(child, _DIRECTORY, dir_fd=fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    info = os.stat(child, dir_fd=fd, follow_symlinks=False)
+                    stuck.add((info.st_dev, info.st_ino))
+                continue
+            os.close(fd)
+            fd = below
+            names.append(child)
+            continue
+        # Nothing left to descend into: climb up and remove this level.
+        here = os.fstat(fd)
+        if not names:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            return
+        try:
+            up = os.open("..", _DIRECTORY & ~os.O_NOFOLLOW, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return
+        os.close(fd)
+        fd = up
+        name = names.pop()
+        try:
+            os.rmdir(name, dir_fd=fd)
+        except OSError:
+            stuck.add((here.st_dev, here.st_ino))
 
 
 def _guard(tag: str) -> None:
@@ -195,7 +256,7 @@ def _guard(tag: str) -> None:
                 directories.discard(os.fsdecode(bytes.fromhex(value.decode())))
     stop_processes(groups, f"{HARNESS_TAG}={tag}".encode(), GUARDIAN_GRACE)
     for directory in directories:
-        _remove_tree(directory)
+        remove_tree(directory)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import anyio.to_thread
 from .._core._leftovers import record_sandbox, resolve_sandbox
 from .._core._settings import subprocess_limiter
 from .._process._guardian import forget_directory, harness_tag, watch_directory
-from .._process._reaper import stop_processes
+from .._process._reaper import remove_tree, stop_processes
 from .._process._subprocess import ExecResult, check_command, run_supervised
 from ._calls import exec_call
 from ._environment import SandboxConnection, SandboxEnvironment
@@ -127,10 +127,32 @@ def _read_sync(path: str, text: bool, limit: int) -> str | bytes:
     return data.decode("utf-8") if text else data
 
 
+def _make_parents(directory: str) -> None:
+    """``os.makedirs(directory, exist_ok=True)`` without its recursion.
+
+    ``os.makedirs`` calls itself once per missing level, so a deep path (a
+    model's ``a/a/a/...``, 1,000 levels is enough) raised ``RecursionError``;
+    here a path too long for the system is an ``OSError`` naming it.
+    """
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for level in reversed(missing):
+        try:
+            os.mkdir(level)
+        except FileExistsError:
+            if not os.path.isdir(level):
+                raise
+
+
 def _write_sync(path: str, data: bytes) -> None:
     parent = os.path.dirname(path)
     if parent:
-        os.makedirs(parent, exist_ok=True)
+        _make_parents(parent)
     # Truncated only once it is known to be a regular file.
     with open(_open_regular(path, os.O_WRONLY | os.O_CREAT), "wb") as f:
         f.truncate()
@@ -416,7 +438,7 @@ class LocalSandboxEnvironment(SandboxEnvironment):
             return 0
         self._closed = True
         killed = stop_processes((), self._tag.encode(), grace=0) if self._ran_commands else 0
-        shutil.rmtree(self._directory, ignore_errors=True)
+        remove_tree(self._directory)
         forget_directory(self._directory)
         resolve_sandbox(os.path.basename(self._directory))
         return killed
@@ -451,10 +473,9 @@ def _remove_leftover(leftover: Leftover) -> SweepResult:
     killed = stop_processes((), tag.encode(), grace=0.5) if tag else 0
     existed = bool(directory) and os.path.lexists(directory)
     if existed:
-        try:
-            shutil.rmtree(directory)
-        except OSError as exc:
-            return SweepResult(leftover, error=f"cannot remove {directory}: {exc}")
+        remove_tree(directory)
+        if os.path.lexists(directory):
+            return SweepResult(leftover, error=f"cannot remove everything in {directory}")
     if not existed and not killed:
         return SweepResult(leftover)
     what = directory if existed else f"the processes of {directory}"
