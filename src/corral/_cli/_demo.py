@@ -23,6 +23,8 @@ import contextlib
 import hashlib
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -151,6 +153,7 @@ class _Report:
     peak_sandboxes: int = 0
     peak_subprocesses: int = 0
     limits: dict[str, tuple[int, int]] = field(default_factory=dict)
+    interrupted: bool = False
 
 
 def parse_sandbox_spec(text: str) -> SandboxEnvironmentSpec:
@@ -348,6 +351,8 @@ async def _main(report: _Report, live: Live) -> None:
                 f"the sandbox {config.sandbox.type!r} could not be set up: {exc}"
             ) from exc
         async with anyio.create_task_group() as display:
+            if threading.current_thread() is threading.main_thread():
+                await display.start(_cancel_on_ctrl_c, task, report)
             display.start_soon(_refresh, live, report, started)
             async with anyio.create_task_group() as samples:
                 # The two samples designed to time out get their sandboxes first,
@@ -362,6 +367,23 @@ async def _main(report: _Report, live: Live) -> None:
             display.cancel_scope.cancel("the demo's samples finished")
     _poll(report)
     live.update(_status(report, started), refresh=True)
+
+
+async def _cancel_on_ctrl_c(
+    task: corral.Task, report: _Report, *, task_status: anyio.abc.TaskStatus[None]
+) -> None:
+    """Turn Ctrl-C into a cancellation of the demo's task.
+
+    Under trio, a ``KeyboardInterrupt`` is raised in whatever code runs when
+    the signal comes, possibly half way into entering a nursery, which
+    corrupts trio's state; a cancellation unwinds every scope in order.
+    """
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
+        async for _ in signals:
+            report.interrupted = True
+            task.cancel("Ctrl-C")
+            return
 
 
 def _live_descendants() -> set[int]:
@@ -463,8 +485,11 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
             try:
                 anyio.run(_main, report, live, backend=config.backend)
             except* KeyboardInterrupt:
-                # The cancellation it caused has cleaned up every sample on the way here.
+                # Before the demo's own handler was in place: the cancellation it
+                # caused has cleaned up every sample on the way here.
                 interrupted = True
+            interrupted = interrupted or report.interrupted
+            if interrupted:
                 live.update(_status(report, started), refresh=True)  # the limits as interrupted
     finally:
         if not console.is_terminal:
