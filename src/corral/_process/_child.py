@@ -12,29 +12,25 @@ exits, with the loop's own ``wait_readable``; the child is reaped then.
 This is about 1.3-1.5x the spawn rate of ``trio.run_process`` and
 ``anyio.run_process`` on this kind of machine (see ``docs/performance.md``).
 
-Where pidfds are not available, :func:`start_child` falls back to
-``anyio.open_process``.
+On a kernel without pidfds (before Linux 5.3) the child is waited for in a
+worker thread instead.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Mapping
 
-    from ._process_group import GroupProcess
 
 __all__ = ["Child", "start_child"]
-
-_pidfds = hasattr(os, "pidfd_open")
 
 
 class Child:
@@ -45,7 +41,7 @@ class Child:
 
     __slots__ = ("_pidfd", "_popen")
 
-    def __init__(self, popen: subprocess.Popen[bytes], pidfd: int) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], pidfd: int | None) -> None:
         self._popen = popen
         self._pidfd: int | None = pidfd
 
@@ -65,12 +61,15 @@ class Child:
         This is a checkpoint. **Cancellation:** the child is left running and
         unreaped; waiting again works.
         """
-        if self._popen.returncode is not None or self._pidfd is None:
+        popen = self._popen
+        if popen.returncode is not None:
             await anyio.lowlevel.checkpoint()
-        while self._popen.returncode is None and self._pidfd is not None:
+        elif self._pidfd is None:  # no pidfds on this kernel
+            await anyio.to_thread.run_sync(popen.wait, abandon_on_cancel=True)
+        while popen.returncode is None and self._pidfd is not None:
             await anyio.wait_readable(self._pidfd)
-            self._popen.poll()  # exited: this reaps it without blocking
-        return self._popen.returncode if self._popen.returncode is not None else -1
+            popen.poll()  # exited: this reaps it without blocking
+        return popen.returncode if popen.returncode is not None else -1
 
     def close(self) -> None:
         """Close the pidfd (idempotent); :meth:`wait` then no longer waits."""
@@ -108,7 +107,7 @@ async def start_child(
     stderr: int | None,
     cwd: str | None,
     env: Mapping[str, str] | Mapping[bytes, bytes],
-) -> GroupProcess:
+) -> Child:
     """Start *argv* as the leader of a new session and process group.
 
     The file descriptors are the child's ends (``subprocess.DEVNULL`` for
@@ -119,25 +118,10 @@ async def start_child(
             ``PermissionError``, ...).
     """
     await anyio.lowlevel.checkpoint()
-    if not _pidfds:
-        return await anyio.open_process(
-            argv,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            cwd=cwd,
-            env=env,  # type: ignore[arg-type]  # Popen takes bytes too
-            start_new_session=True,
-        )
     # On this thread, deliberately: see the module's docstring.
     popen = _popen(argv, stdin, stdout, stderr, cwd, env)
     try:
-        pidfd = os.pidfd_open(popen.pid)
-    except BaseException:
-        # Cannot happen for our own unreaped child short of a kernel without
-        # pidfds: do not leave it behind.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait()
-        raise
+        pidfd: int | None = os.pidfd_open(popen.pid)
+    except OSError:  # a kernel before 5.3: the child is waited for from a thread
+        pidfd = None
     return Child(popen, pidfd)

@@ -41,7 +41,7 @@ from ..tracing._actions import trace_action
 from ._child import Child, start_child
 from ._guardian import forget_group, harness_tag, watch_group
 from ._pipes import OutputCapture, close_fd, feed_input, make_pipe
-from ._process_group import GroupProcess, group_alive, terminate_group
+from ._process_group import group_alive, terminate_group
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -192,9 +192,7 @@ class _Fds:
             self.close(fd)
 
 
-async def _spawn(
-    command: Command, fds: _Fds
-) -> tuple[GroupProcess, int | None, int | None, int | None]:
+async def _spawn(command: Command, fds: _Fds) -> tuple[Child, int | None, int | None, int | None]:
     """Start *command*; return the process and the parent's (stdin, stdout, stderr) ends."""
     from subprocess import DEVNULL  # imported by the first spawn (Popen needs it then too)
 
@@ -225,7 +223,7 @@ async def _supervise(
     command: Command, grace: float, stdout: TailBuffer | None, stderr: TailBuffer | None
 ) -> int:
     fds = _Fds()
-    process: GroupProcess | None = None
+    process: Child | None = None
     try:
         process, stdin_w, out_r, err_r = await _spawn(command, fds)
         # From here the guardian stops the group if the harness dies first.
@@ -253,7 +251,7 @@ async def _supervise(
         _forget_if_gone(process.pid)
     finally:
         fds.close_all()
-        if isinstance(process, Child):
+        if process is not None:
             process.close()
     return returncode
 
