@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import anyio
 import anyio.to_thread
 
+from .._core._files import file_kind
 from .._core._leftovers import record_sandbox, resolve_sandbox
 from .._core._settings import subprocess_limiter
 from .._process._guardian import forget_directory, harness_tag, watch_directory
@@ -73,18 +74,6 @@ def _current_user() -> str | None:
         return None
 
 
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def _open_regular(path: str, flags: int) -> int:
     """Open *path* without blocking and return the fd, if it is a regular file.
 
@@ -111,7 +100,7 @@ def _open_regular(path: str, flags: int) -> int:
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     raise OSError(
-        errno.EINVAL, f"only regular files are read and written; this is {_kind(mode)}", path
+        errno.EINVAL, f"only regular files are read and written; this is {file_kind(mode)}", path
     )
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import asyncssh
 
+from ..._core._files import file_kind
 from .._errors import HostRefusedError, SandboxUnavailableError
 from ._errors import is_connection_error, lost_connection, talking
 from ._pool import CommandFailedError, HostPool, HostSet, Link, let_go
@@ -47,16 +48,6 @@ _KILL_MARGIN = 5.0
 _SFTP_GONE = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
 
 T = TypeVar("T")
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
 
 
 #: Larger exec scripts are sent as a file over SFTP (an SSH packet is at
@@ -265,7 +256,7 @@ class RemoteSandbox:
             if mode is not None and not stat.S_ISREG(mode):
                 # Opening a FIFO would hold the host's SFTP session until a writer comes.
                 raise OSError(
-                    errno.EINVAL, f"only regular files are read; this is {_kind(mode)}", shown
+                    errno.EINVAL, f"only regular files are read; this is {file_kind(mode)}", shown
                 )
             if attrs.size is not None and attrs.size > limit:
                 return None
