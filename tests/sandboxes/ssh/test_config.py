@@ -24,7 +24,12 @@ def test_dict_with_host_strings_and_defaults() -> None:
     assert config.cleanup_retry == 30.0
 
 
-def test_one_host_and_one_key_may_be_given_bare() -> None:
+def test_one_host_and_one_key_may_be_given_bare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_test").write_text("a key\n")  # load checks that it is a file
     config = SSHSandboxConfig.load({"hosts": "bob@h:2200", "client_keys": "~/.ssh/id_test"})
     assert config.hosts == [SSHHostConfig(host="h", port=2200, username="bob")]
     assert config.client_keys == [os.path.expanduser("~/.ssh/id_test")]
@@ -46,6 +51,9 @@ def test_bad_url_is_named(url: str) -> None:
 
 
 def test_toml_file_with_paths_relative_to_it(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "id_ed25519").write_text("a key\n")  # load checks the files exist
+    (tmp_path / "known_hosts").write_text("")
     path = tmp_path / "hosts.toml"
     path.write_text(
         'client_keys = ["keys/id_ed25519"]\nknown_hosts = "known_hosts"\n'

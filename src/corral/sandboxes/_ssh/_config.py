@@ -5,12 +5,22 @@ as the model itself, a dict, the path of a TOML, YAML or JSON file, or a URL
 ``ssh://user@host:port``; :meth:`SSHSandboxConfig.load` accepts all of them
 and names what is wrong with a bad one. This module does not import asyncssh,
 so configurations can be checked without it.
+
+:meth:`SSHSandboxConfig.load` also checks, before anything connects, the
+local files the configuration names (see :meth:`SSHSandboxConfig.check_files`):
+a missing, unreadable or non-UTF-8 file, or an ``ssh_config`` that would turn
+host key verification off, raises :class:`SSHConfigError` naming the field
+and the path.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
-from collections.abc import Mapping
+import shlex
+import stat
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -18,11 +28,32 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..._core._config_files import CONFIG_SUFFIXES, load_config_file
+from .._errors import HostRefusedError
 
-__all__ = ["SSHHostConfig", "SSHSandboxConfig"]
+__all__ = ["DEFAULT_SSH_CONFIG", "SSHConfigError", "SSHHostConfig", "SSHSandboxConfig"]
 
 #: ``known_hosts`` value that turns host key verification off.
 IGNORE_KNOWN_HOSTS = "ignore"
+#: The ``ssh_config`` read when ``config`` is not set (if it exists), as asyncssh does.
+DEFAULT_SSH_CONFIG = "~/.ssh/config"
+#: Where a relative ``Include`` of an ``ssh_config`` is looked for, as asyncssh does.
+_INCLUDE_BASE = "~/.ssh"
+#: Bytes read at most from a key or known_hosts file to check it (a larger one is refused).
+_MAX_FILE = 16 * 1024 * 1024
+
+
+class SSHConfigError(HostRefusedError, ValueError):
+    """A local file the ssh configuration names is missing, unreadable or invalid.
+
+    Also raised for an ``ssh_config`` that would turn host key verification
+    off. The message names the field (``client_keys``, ``known_hosts``,
+    ``config``, ``hosts``) and the path. It is a ``ValueError``, as every
+    invalid configuration is, and a :class:`~corral.sandboxes.HostRefusedError`,
+    so that when it is found only on connecting (a key file that does not
+    parse, a file named inside the ``ssh_config``) it is handled as a
+    configuration error: raised as it is, never retried on another host, and
+    the host is not marked down (it is not the host's fault).
+    """
 
 
 def _parse_host(text: str) -> dict[str, Any]:
@@ -161,6 +192,50 @@ class SSHSandboxConfig(BaseModel):
         """Whether host keys are checked (always, unless ``known_hosts="ignore"``)."""
         return self.known_hosts != IGNORE_KNOWN_HOSTS
 
+    def check_files(self) -> None:
+        """Check the local files this configuration names, before anything connects.
+
+        Each key in ``client_keys`` and the ``known_hosts`` file must be a
+        readable file, the known_hosts file UTF-8 text. The ``ssh_config``
+        (``config``, or ``~/.ssh/config`` if it exists) and every
+        file it includes must be readable UTF-8 that splits into words. Unless
+        ``known_hosts`` is set, the ``ssh_config`` decides which known_hosts
+        files asyncssh reads, and ``UserKnownHostsFile none`` there would
+        turn verification off: it is refused wherever it stands in the file,
+        inside a ``Host`` or ``Match`` block or not, whichever host it
+        applies to (only ``known_hosts = "ignore"`` turns verification off).
+        ``StrictHostKeyChecking`` is not looked at: asyncssh ignores it and
+        verifies regardless. Does not check that a key parses (that needs
+        asyncssh; it is reported on connecting, as :class:`SSHConfigError`).
+
+        Raises:
+            SSHConfigError: A file is missing, unreadable or not valid text,
+                or the ``ssh_config`` turns verification off; the message
+                names the field and the path (and the line, for the
+                ``ssh_config``).
+        """
+        for key in self.client_keys or ():
+            _read_file("client_keys", key)
+        if self.known_hosts is not None and self.known_hosts != IGNORE_KNOWN_HOSTS:
+            _read_text("known_hosts", self.known_hosts)
+        if self.config is not None:
+            path = self.config
+        else:
+            path = os.path.expanduser(DEFAULT_SSH_CONFIG)
+            if not os.path.isfile(path):
+                return
+        for where, option, args in _ssh_config_lines(path, seen=set()):
+            if (
+                self.known_hosts is None
+                and option == "userknownhostsfile"
+                and [arg.lower() for arg in args] == ["none"]
+            ):
+                raise SSHConfigError(
+                    f"invalid ssh sandbox configuration: config: {where}: UserKnownHostsFile "
+                    "none turns host key verification off; set known_hosts = "
+                    f'"{IGNORE_KNOWN_HOSTS}" in corral\'s config to allow that, or remove the line'
+                )
+
     @classmethod
     def load(cls, config: object) -> Self:
         """Make a configuration from any form a sandbox spec may carry.
@@ -172,12 +247,24 @@ class SSHSandboxConfig(BaseModel):
                 ``.json`` file holding the fields. Relative paths inside a
                 file resolve against the file's directory.
 
+        The local files the configuration names are checked (see
+        :meth:`check_files`) each time, also for an ``SSHSandboxConfig``.
+
         Raises:
             ValueError: The configuration is missing or invalid; the message
                 names the field (``hosts.0.port``) and the file it came from.
+            SSHConfigError: A file it names is missing, unreadable or not
+                text, or its ``ssh_config`` turns host key verification off
+                (a ``ValueError`` naming the field and the path).
             FileNotFoundError: The file does not exist.
             TypeError: *config* is of none of these types.
         """
+        loaded = cls._load(config)
+        loaded.check_files()
+        return loaded
+
+    @classmethod
+    def _load(cls, config: object) -> Self:
         if isinstance(config, cls):
             return config
         if config is None:
@@ -251,3 +338,91 @@ class SSHSandboxConfig(BaseModel):
 def _relative_to(base: Path, path: str) -> str:
     expanded = os.path.expanduser(path)
     return expanded if os.path.isabs(expanded) else str(base / expanded)
+
+
+def _open_error(field: str, path: str, exc: OSError) -> SSHConfigError:
+    reason = exc.strerror or str(exc)
+    return SSHConfigError(
+        f"invalid ssh sandbox configuration: {field}: cannot read {path}: {reason}"
+    )
+
+
+def _read_file(field: str, path: str) -> bytes:
+    """The bytes of the file *path* named by *field*, which must be a regular file.
+
+    Opened without blocking, so that a FIFO is refused rather than waited on.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            data = file.read(_MAX_FILE + 1)
+    except OSError as exc:
+        raise _open_error(field, path, exc) from exc
+    if len(data) > _MAX_FILE:
+        raise SSHConfigError(
+            f"invalid ssh sandbox configuration: {field}: {path} is larger than "
+            f"{_MAX_FILE // (1024 * 1024)} MiB"
+        )
+    return data
+
+
+def _read_text(field: str, path: str) -> str:
+    """The text of the UTF-8 file *path* named by *field*."""
+    data = _read_file(field, path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SSHConfigError(
+            f"invalid ssh sandbox configuration: {field}: {path} line {line} is not "
+            f"UTF-8 text ({exc.reason})"
+        ) from exc
+
+
+def _ssh_config_lines(path: str, *, seen: set[str]) -> Iterator[tuple[str, str, list[str]]]:
+    """``("path line N", option, args)`` for each line of an ``ssh_config``, Includes followed.
+
+    Lines are split as asyncssh splits them (``Option value``,
+    ``Option=value``); the option is in lower case. A file included twice
+    (or by itself) is read once.
+    """
+    real = os.path.realpath(path)
+    if real in seen:
+        return
+    seen.add(real)
+    text = _read_text("config", path)
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{path} line {number}"
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise SSHConfigError(
+                f"invalid ssh sandbox configuration: config: {where}: {exc}"
+            ) from exc
+        if not words:
+            continue
+        option, _, value = words[0].partition("=")
+        args = ([value] if value else []) + words[1:]
+        if args and args[0].startswith("="):
+            args[0] = args[0][1:]
+            if not args[0]:
+                del args[0]
+        option = option.lower()
+        yield where, option, args
+        if option == "include":
+            for pattern in args:
+                for included in _include(pattern):
+                    yield from _ssh_config_lines(included, seen=seen)
+
+
+def _include(pattern: str) -> list[str]:
+    """The files an ``Include`` *pattern* names (relative: under ``~/.ssh``), sorted."""
+    expanded = os.path.expanduser(pattern)
+    if not os.path.isabs(expanded):
+        expanded = os.path.join(os.path.expanduser(_INCLUDE_BASE), expanded)
+    return sorted(path for path in glob.glob(expanded) if os.path.isfile(path))

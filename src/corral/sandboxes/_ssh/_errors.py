@@ -6,7 +6,12 @@ exceptions in one place:
 * :func:`connecting` around opening a connection: the host is down or
   unreachable (another host may take the sample), or it refused us (its key
   is not trusted, or it refused our keys: :class:`HostRefusedError`, a
-  configuration error never retried elsewhere);
+  configuration error never retried elsewhere), or a local file the
+  configuration names cannot be used (a key that does not parse, a file
+  named in the ``ssh_config``, a user name asyncssh will not send:
+  :class:`~._config.SSHConfigError`, a ``ValueError`` and a
+  ``HostRefusedError`` naming the field and the path; the host is not to
+  blame);
 * :func:`talking` around everything done on an open connection: a lost
   connection becomes :class:`~corral.util.SandboxUnavailableError` naming
   the host and what was being done, and an SFTP status becomes the builtin
@@ -14,6 +19,13 @@ exceptions in one place:
   ``PermissionError``, ...), naming the path.
 
 Errors of our own raised inside the blocks pass through untouched.
+
+Hierarchy of what :func:`connecting` raises::
+
+    RuntimeError
+    └── SandboxUnavailableError       the host cannot be reached (it is passed over a while)
+        └── HostRefusedError          never retried elsewhere, the host not passed over
+            └── SSHConfigError        (also a ValueError) a local file or name is unusable
 """
 
 from __future__ import annotations
@@ -27,9 +39,12 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from .._errors import HostRefusedError, SandboxUnavailableError
+from ._config import DEFAULT_SSH_CONFIG, IGNORE_KNOWN_HOSTS, SSHConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+    from ._config import SSHSandboxConfig
 
 __all__ = ["connecting", "is_connection_error", "lost_connection", "talking"]
 
@@ -96,20 +111,103 @@ def _connect_error(
     return SandboxUnavailableError(f"cannot connect to {host}: {exc!r}")
 
 
+def _is_local_file_error(exc: BaseException) -> bool:
+    """Whether *exc* is about a local file (a key, known_hosts, ssh_config), not the network."""
+    return isinstance(exc, OSError) and exc.filename is not None
+
+
+def _first_bad(paths: list[str], check: Callable[[str], object]) -> tuple[str, Exception] | None:
+    for path in paths:
+        try:
+            check(path)
+        except (OSError, ValueError) as exc:
+            return path, exc
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
+
+
+def _config_error(
+    exc: BaseException, config: SSHSandboxConfig, username: str | None
+) -> SSHConfigError:
+    """What local file (or name) of *config* made asyncssh fail with *exc*, named."""
+    prefix = "invalid ssh sandbox configuration: "
+    ssh_config = config.config or DEFAULT_SSH_CONFIG
+    known_hosts = (
+        [config.known_hosts]
+        if config.known_hosts is not None and config.known_hosts != IGNORE_KNOWN_HOSTS
+        else []
+    )
+    if isinstance(exc, OSError):
+        path = str(exc.filename)
+        if path in (config.client_keys or ()):
+            field = "client_keys"
+        elif path in known_hosts:
+            field = "known_hosts"
+        elif path == config.config:
+            field = "config"
+        else:
+            return SSHConfigError(
+                f"{prefix}config: cannot read {path}, named in {ssh_config}: {_reason(exc)}"
+            )
+        return SSHConfigError(f"{prefix}{field}: cannot read {path}: {_reason(exc)}")
+    if isinstance(exc, asyncssh.saslprep.SASLPrepError):
+        if username is not None:
+            return SSHConfigError(
+                f"{prefix}hosts: the username {username!r} cannot be sent over SSH: {exc}"
+            )
+        return SSHConfigError(
+            f"{prefix}config: the User in {ssh_config} cannot be sent over SSH: {exc}"
+        )
+    if isinstance(exc, asyncssh.config.ConfigParseError):
+        return SSHConfigError(f"{prefix}config: {exc}")
+    if isinstance(exc, asyncssh.KeyImportError):
+        bad = _first_bad(list(config.client_keys or ()), asyncssh.read_private_key)
+        if bad is not None:
+            return SSHConfigError(
+                f"{prefix}client_keys: cannot use the key {bad[0]}: {_reason(bad[1])}"
+            )
+        return SSHConfigError(
+            f"{prefix}config: a key named by IdentityFile in {ssh_config} cannot be used: {exc}"
+        )
+    bad = _first_bad(known_hosts, asyncssh.read_known_hosts)
+    if bad is not None:
+        return SSHConfigError(f"{prefix}known_hosts: cannot use {bad[0]}: {_reason(bad[1])}")
+    return SSHConfigError(
+        f"{prefix}a file named in {ssh_config} (UserKnownHostsFile, IdentityFile), or "
+        f"~/.ssh/known_hosts, cannot be used: {_reason(exc)}"
+    )
+
+
 @contextlib.contextmanager
-def connecting(
-    host: str, *, username: str | None, known_hosts: str | None, timeout: float
-) -> Iterator[None]:
-    """Map a failure to connect to *host* (``user@host:port``) in the block.
+def connecting(host: str, *, username: str | None, config: SSHSandboxConfig) -> Iterator[None]:
+    """Map a failure to connect to *host* (``user@host:port``) with *config* in the block.
+
+    Args:
+        host: The host, for messages.
+        username: The user name the configuration gives for it, if any.
+        config: The configuration connected with (keys, known_hosts, timeout).
 
     Raises:
+        SSHConfigError: A local file or name of *config* cannot be used (the
+            message names the field and the path); not the host's fault.
         HostRefusedError: The host key is not trusted, or our keys were refused.
         SandboxUnavailableError: The host cannot be reached (the message says why).
     """
     try:
         yield
-    except (OSError, asyncssh.Error) as exc:
-        raise _connect_error(exc, host, username, known_hosts, timeout) from exc
+    except SandboxUnavailableError:
+        raise
+    except (OSError, asyncssh.Error, ValueError) as exc:
+        if isinstance(exc, ValueError) or _is_local_file_error(exc):
+            raise _config_error(exc, config, username) from exc
+        raise _connect_error(
+            exc, host, username, config.known_hosts, config.connect_timeout
+        ) from exc
 
 
 def lost_connection(host: str, action: str, exc: BaseException | None) -> SandboxUnavailableError:

@@ -170,12 +170,7 @@ class HostPool:
         if config.known_hosts == IGNORE_KNOWN_HOSTS:
             known_hosts = None
         try:
-            with connecting(
-                self.label,
-                username=self.host.username,
-                known_hosts=config.known_hosts,
-                timeout=config.connect_timeout,
-            ):
+            with connecting(self.label, username=self.host.username, config=config):
                 return await asyncssh.connect(
                     self.host.host,
                     self.host.port,
