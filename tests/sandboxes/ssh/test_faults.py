@@ -18,6 +18,7 @@ from corral.sandboxes import HostRefusedError
 from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
 from corral.util import SandboxUnavailableError, sandbox
 from tests.support.fifo import Fifo
+from tests.support.processes import processes_matching, unique_sleep
 from tests.support.sshd import OpenSSHServer
 
 pytestmark = pytest.mark.anyio
@@ -240,3 +241,46 @@ async def test_a_silent_connection_is_found_by_keepalive(
         assert elapsed[0] < 3.0
         # A call whose channel cannot open on the dead connection is retried on a new one.
         assert (await env.exec(["echo", "again"])).stdout == "again\n"
+
+
+async def test_a_time_limit_ends_the_sample_on_a_frozen_connection(
+    fresh_sshd: OpenSSHServer, remote_fifo: Fifo
+) -> None:
+    # The server's session processes freeze mid-exec (TCP up, nothing answers)
+    # and the sample's time limit passes: the kill and the cleanup go over a
+    # new connection instead of waiting for keepalives on the frozen one
+    # (40 s here before), and the command is gone once the sample has ended.
+    server = fresh_sshd
+    marker = unique_sleep()
+    frozen: list[int] = []
+    ended: list[float] = []
+    left: list[int] = []
+
+    async def run_sample(task: corral.Task) -> None:
+        with pytest.raises(TimeoutError, match="time limit of 3 seconds"):
+            async with task.sample(1, time_limit=3):
+                command = f"{remote_fifo.shell_ready()}; exec sleep {marker}"
+                await sandbox().exec(["sh", "-c", command])
+        ended.append(time.monotonic())
+        left.extend(processes_matching(marker))
+
+    try:
+        async with (
+            corral.task("t", sandbox=("ssh", server.sandbox_config())) as task,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(run_sample, task)
+            await remote_fifo.wait()  # the command runs on the server
+            frozen = server.session_processes()
+            frozen_at = time.monotonic()
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+    assert frozen
+    assert left == []
+    # The limit passes about 3 s after the freeze; keepalives alone take 30 s.
+    assert ended[0] - frozen_at < 15.0

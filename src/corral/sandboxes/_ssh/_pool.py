@@ -12,7 +12,9 @@ failed, the server went away) is dropped and replaced on the next use. If
 the server refuses a channel although we stayed under ``max_sessions`` (its
 limit is lower, or it frees the slots of closed channels late, as OpenSSH
 does), that connection holds no more than it had open for a second, and the
-channel is opened elsewhere.
+channel is opened elsewhere. A connection that does not answer one of our own
+commands in time (see :data:`ANSWER_WAIT`) is *retired*: it takes no new
+channels, keeps those open on it, and is closed once they end.
 
 A :class:`HostSet` is the pools of one configuration on one loop. It is
 reference-counted: ``task_init`` and each ``sample_init`` hold it, and its
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import shlex
 import time
 import weakref
@@ -70,16 +73,26 @@ ENCRYPTION_ALGS = (
 WORKDIR_MARGIN = 5.0
 #: Seconds a connection whose server refused a channel takes no more than it had open.
 REFUSAL_HOLD = 1.0
+#: Seconds a connection has to confirm the channel of a kill or a cleanup
+#: before it is retired and the command is sent on another (a new one if need
+#: be). Loopback answers in about a millisecond; keepalives, which close a
+#: dead connection for everyone, take ``keepalive_interval`` times
+#: :data:`KEEPALIVE_COUNT_MAX`: far too long for the end of a time limit.
+ANSWER_WAIT = 1.0
 
 
 class CommandFailedError(SandboxUnavailableError):
     """One of our own commands ran and failed (its exit status was not 0): not worth a retry."""
 
 
+class _NoAnswer(Exception):
+    """A connection did not confirm a channel within the time asked for."""
+
+
 class Link:
     """One SSH connection and the session slots lent out on it."""
 
-    __slots__ = ("capacity", "conn", "gone", "lowered", "lowered_until", "sessions")
+    __slots__ = ("capacity", "conn", "gone", "lowered", "lowered_until", "retired", "sessions")
 
     def __init__(self, conn: asyncssh.SSHClientConnection, capacity: int) -> None:
         self.conn = conn
@@ -90,8 +103,12 @@ class Link:
         #: After a refusal: the capacity to keep to until ``lowered_until``.
         self.lowered = capacity
         self.lowered_until = 0.0
+        #: Did not answer in time: no new channels; closed once its last one ends.
+        self.retired = False
 
     def has_room(self, now: float) -> bool:
+        if self.retired:
+            return False
         limit = self.lowered if now < self.lowered_until else self.capacity
         return self.sessions < limit
 
@@ -238,8 +255,28 @@ class HostPool:
         self.release(await self.acquire())
 
     def release(self, link: Link) -> None:
-        """Give back a slot taken by :meth:`acquire`."""
+        """Give back a slot taken by :meth:`acquire`; a retired connection left idle is closed."""
         link.sessions -= 1
+        if link.retired and link.sessions == 0:
+            link.conn.close()
+
+    def retire(self, link: Link, what: str, waited: float) -> None:
+        """*link* did not answer *what* within *waited* seconds: open no more channels on it.
+
+        The channels open on it keep it (they may yet finish, or keepalives
+        close it); it is closed once the last of them is released.
+        """
+        if link.retired:
+            return
+        link.retired = True
+        logger.warning(
+            "%s did not answer %s within %g s; opening no more channels on that connection",
+            self.label,
+            what,
+            waited,
+        )
+        if link.sessions == 0:
+            link.conn.close()
 
     def refused(self, link: Link) -> None:
         """The server refused a channel on *link* (slot given back) while others were open.
@@ -288,14 +325,22 @@ class HostPool:
             client.exit()
 
     async def open_session(
-        self, session: asyncssh.SSHClientSession[bytes], command: str, what: str
+        self,
+        session: asyncssh.SSHClientSession[bytes],
+        command: str,
+        what: str,
+        *,
+        answer_within: float | None = None,
     ) -> tuple[Link, asyncssh.SSHClientChannel[bytes]]:
         """Open a channel running *command*, its events going to *session*.
 
         The slot taken stays taken until :meth:`release`. A channel refused
         while others are open on the connection lowers its capacity and is
         tried again elsewhere; see :meth:`_open_on_live_link` for a
-        connection found gone.
+        connection found gone. With *answer_within*, a connection that has
+        not confirmed the channel and the command in that many seconds is
+        retired (:meth:`retire`) and the next one tried: only for commands
+        of ours that are harmless to start twice (kills, cleanups).
 
         Raises:
             SandboxUnavailableError: The host cannot be reached (naming it and *what*).
@@ -304,17 +349,27 @@ class HostPool:
         async def open_channel(link: Link) -> asyncssh.SSHClientChannel[bytes]:
             # Shielded: a channel cancelled half-open could start the command
             # unseen. The caller's next checkpoint delivers the cancellation,
-            # with the channel in hand to clean up.
+            # with the channel in hand to clean up. Only *answer_within* ends
+            # the wait early, and the connection is retired then.
             with anyio.CancelScope(shield=True):
-                chan, _ = await link.conn.create_session(
-                    functools.partial(_same, session), command, encoding=None
-                )
+                with anyio.move_on_after(
+                    math.inf if answer_within is None else answer_within
+                ) as bound:
+                    chan, _ = await link.conn.create_session(
+                        functools.partial(_same, session), command, encoding=None
+                    )
+            if bound.cancelled_caught:
+                raise _NoAnswer
             return chan
 
         with talking(self.label, what):
-            return await self._open_on_live_link(open_channel)
+            return await self._open_on_live_link(
+                open_channel, what, 0.0 if answer_within is None else answer_within
+            )
 
-    async def _open_on_live_link(self, open: Callable[[Link], Awaitable[T]]) -> tuple[Link, T]:
+    async def _open_on_live_link(
+        self, open: Callable[[Link], Awaitable[T]], what: str = "", waited: float = 0.0
+    ) -> tuple[Link, T]:
         """Take a slot and *open* a channel on its connection; the slot stays taken.
 
         A connection the server dropped may look open until asyncssh has
@@ -322,7 +377,8 @@ class HostPool:
         anything runs, so that is safe to try again: on each other connection
         (each may be gone as well), then on a new one. A refusal by a live server with other
         channels open lowers that connection's capacity (:meth:`refused`),
-        and the next connection is tried.
+        and the next connection is tried; so is one that did not answer
+        (*open* raised :class:`_NoAnswer` after *waited* seconds), once retired.
 
         Raises:
             OSError, asyncssh.Error: As *open* raised them, for the caller to map.
@@ -333,6 +389,15 @@ class HostPool:
             link = await self.acquire()
             try:
                 return link, await open(link)
+            except _NoAnswer:
+                self.release(link)
+                self.retire(link, what, waited)
+                tries_left -= 1
+                if tries_left > 0:
+                    continue
+                raise SandboxUnavailableError(
+                    f"{self.label} did not answer {what} within {waited:g} s"
+                ) from None
             except (OSError, asyncssh.Error) as exc:
                 self.release(link)
                 if isinstance(exc, asyncssh.ChannelOpenError) and not link.closed:
@@ -354,15 +419,17 @@ class HostPool:
                 self.release(link)
                 raise
 
-    async def run(self, command: str, what: str) -> str:
+    async def run(self, command: str, what: str, *, answer_within: float | None = None) -> str:
         """Run a short *command* of our own (mktemp, cleanup, kill) and return its stdout.
+
+        *answer_within* is passed to :meth:`open_session`.
 
         Raises:
             SandboxUnavailableError: The host cannot be reached.
             CommandFailedError: The command failed (the message has its stderr).
         """
         session = _Collect()
-        link, chan = await self.open_session(session, command, what)
+        link, chan = await self.open_session(session, command, what, answer_within=answer_within)
         try:
             chan.write_eof()
             await session.closed.wait()

@@ -26,7 +26,7 @@ import asyncssh
 from ..._core._files import file_kind
 from .._errors import HostRefusedError, SandboxUnavailableError
 from ._errors import is_connection_error, lost_connection, talking
-from ._pool import CommandFailedError, HostPool, HostSet, Link, let_go
+from ._pool import ANSWER_WAIT, CommandFailedError, HostPool, HostSet, Link, let_go
 from ._script import HEADER, cleanup_script, kill_script
 
 if TYPE_CHECKING:
@@ -221,13 +221,14 @@ class RemoteSandbox:
                     pid, pgid = int(header[0]), int(header[1])
                     with anyio.move_on_after(grace + _KILL_MARGIN):
                         script = kill_script(pid, pgid, grace, user)
-                        await self.pool.run(script, "killing a command")
+                        await self.pool.run(script, "killing a command", answer_within=ANSWER_WAIT)
         except (OSError, asyncssh.Error, SandboxUnavailableError, ValueError) as exc:
             logger.warning("could not kill a command on %s: %r", self.label, exc)
         finally:
             chan.close()
-            with anyio.move_on_after(_KILL_MARGIN):
-                await chan.wait_closed()
+            if not link.retired:  # a retired connection may never confirm the close
+                with anyio.move_on_after(_KILL_MARGIN):
+                    await chan.wait_closed()
 
     async def _script_file(self, script: str) -> str:
         """Send a large *script* as a file that deletes itself; return the command that runs it."""
@@ -367,7 +368,7 @@ class RemoteSandbox:
         pause = CLEANUP_BACKOFF[0]
         while True:
             try:
-                output = await self.pool.run(script, "cleanup")
+                output = await self.pool.run(script, "cleanup", answer_within=ANSWER_WAIT)
             except (HostRefusedError, CommandFailedError):
                 raise
             except SandboxUnavailableError as exc:
