@@ -257,10 +257,10 @@ async def test_a_time_limit_ends_the_sample_on_a_frozen_connection(
     left: list[int] = []
 
     async def run_sample(task: corral.Task) -> None:
+        command = ["sh", "-c", f"{remote_fifo.shell_ready()}; exec sleep {marker}"]
         with pytest.raises(TimeoutError, match="time limit of 3 seconds"):
             async with task.sample(1, time_limit=3):
-                command = f"{remote_fifo.shell_ready()}; exec sleep {marker}"
-                await sandbox().exec(["sh", "-c", command])
+                await sandbox().exec(command)
         ended.append(time.monotonic())
         left.extend(processes_matching(marker))
 
