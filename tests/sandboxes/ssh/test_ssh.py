@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
 import shlex
+import signal
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -438,5 +440,42 @@ async def test_a_remote_fifo_is_refused_without_holding_the_sftp_session(
         with anyio.fail_after(10), pytest.raises(OSError, match="this is a FIFO") as info:
             await sandbox().read_file("answer.txt")
         assert info.value.filename == "answer.txt"
+        with anyio.fail_after(10), pytest.raises(OSError, match="this is a FIFO") as info:
+            await sandbox().write_file("answer.txt", "42")
+        assert info.value.filename == "answer.txt"
         await sandbox().write_file("fine.txt", "ok")  # the session is free
         assert await sandbox().read_file("fine.txt") == "ok"
+
+
+async def test_a_file_operation_cancelled_unanswered_frees_the_sftp_session_for_others(
+    no_remote_leftovers: OpenSSHServer,
+) -> None:
+    # The server's SFTP process stops answering (as one stuck opening a FIFO
+    # does): a sample whose read is cancelled takes the session down with it,
+    # and another sample's read gets a new session instead of queueing forever.
+    from corral._core._procfs import cmdline, pids
+
+    server = no_remote_leftovers
+    frozen: list[int] = []
+    try:
+        async with corral.task("t", sandbox=("ssh", server.sandbox_config())) as task:
+            async with task.sample("stuck"):
+                await sandbox().write_file("a.txt", "one")  # starts the host's SFTP session
+                frozen = [
+                    p for p in pids() if f"{server.username}@internal-sftp" in (cmdline(p) or "")
+                ]
+                for pid in frozen:
+                    os.kill(pid, signal.SIGSTOP)
+                with anyio.move_on_after(0.5) as scope:
+                    await sandbox().read_file("a.txt")
+                assert scope.cancelled_caught
+            async with task.sample("innocent"):
+                with anyio.fail_after(10):
+                    await sandbox().write_file("b.txt", "two")
+                    assert await sandbox().read_file("b.txt") == "two"
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+    assert len(frozen) == 1

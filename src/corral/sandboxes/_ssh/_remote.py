@@ -273,6 +273,7 @@ class RemoteSandbox:
 
         Raises:
             IsADirectoryError: *path* is a directory.
+            OSError: *path* is a FIFO, a socket or a device (nothing is written).
             PermissionError, OSError: As SFTP reports them, naming *shown*.
             SandboxUnavailableError: The connection broke.
         """
@@ -280,6 +281,15 @@ class RemoteSandbox:
         shown = path if shown is None else shown
 
         async def write(sftp: asyncssh.SFTPClient) -> bool:
+            with talking(self.label, "write_file", path=shown):
+                mode = await self._mode(sftp, path)
+            if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+                # Opening a FIFO would hold the host's SFTP session until a reader comes.
+                raise OSError(
+                    errno.EINVAL,
+                    f"only regular files are written; this is {file_kind(mode)}",
+                    shown,
+                )
             with talking(self.label, "write_file", path=shown):
                 try:
                     await self._write(sftp, path, data)
@@ -299,17 +309,35 @@ class RemoteSandbox:
         The SFTP session can end while its connection lives on (the server's
         sftp process killed, say); the pool would otherwise keep handing out
         the dead client to every sample on the host.
+
+        **Cancellation:** an operation cancelled before its answer came drops
+        the host's SFTP session: the server answers one request at a time,
+        and the one abandoned may never be answered (a file that became a
+        FIFO after our stat). Other samples' operations on it fail with the
+        session and are tried again on a new one.
         """
         for attempt in (1, 2):
             sftp = await self.pool.sftp()
             try:
                 return await operation(sftp)
+            except asyncio.CancelledError:  # on the SSH loop: always asyncio
+                self.pool.drop_sftp(sftp)
+                raise
             except SandboxUnavailableError as exc:
                 if attempt == 2 or not isinstance(exc.__cause__, _SFTP_GONE):
                     raise
                 logger.info("the SFTP session to %s ended; starting another", self.label)
                 self.pool.drop_sftp(sftp)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _mode(sftp: asyncssh.SFTPClient, path: str) -> int | None:
+        """*path*'s mode, or ``None`` if it does not exist (yet)."""
+        try:
+            attrs = await sftp.stat(path)
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
+            return None
+        return attrs.permissions
 
     @staticmethod
     async def _is_dir(sftp: asyncssh.SFTPClient, path: str) -> bool:
