@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 
 __all__ = [
+    "MAX_ARGUMENT",
+    "check_argument",
     "check_bool",
     "check_bytes",
     "check_env",
@@ -67,6 +69,21 @@ def check_optional_str(name: str, value: object) -> str | None:
 #: What a shell variable name is: the only env keys a sandbox takes.
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
+#: Bytes one argument, or one ``KEY=value`` of the environment, may have:
+#: Linux's ``MAX_ARG_STRLEN`` (32 pages of 4 KiB) less the NUL that ends it.
+#: ``execve`` fails a longer one with ``E2BIG`` (and a shell's ``exec`` with
+#: status 126), whatever else fits; a host of ours runs Linux, local or remote.
+MAX_ARGUMENT = 32 * 4096 - 1
+
+#: Characters of a refused value that a message quotes.
+_SHOWN = 60
+
+
+def _shown(value: str) -> str:
+    if len(value) <= _SHOWN:
+        return repr(value)
+    return f"{value[:_SHOWN]!r}... ({len(value)} characters)"
+
 
 def check_no_nul(name: str, value: str) -> str:
     """Return *value* unless it holds a NUL character, which no command line, path or env can carry.
@@ -78,7 +95,28 @@ def check_no_nul(name: str, value: str) -> str:
         ValueError: *value* holds ``"\\0"`` (the message names *name*).
     """
     if "\0" in value:
-        raise ValueError(f"{name} must not contain a NUL character, got {value!r}")
+        raise ValueError(f"{name} must not contain a NUL character, got {_shown(value)}")
+    return value
+
+
+def check_argument(name: str, value: str, *, prefix: int = 0) -> str:
+    """Return *value* if a program can be given it: no NUL, at most :data:`MAX_ARGUMENT` bytes.
+
+    *prefix* counts bytes that go with it (the ``KEY=`` of an environment entry).
+
+    Raises:
+        ValueError: *value* holds a NUL, or is too long (the message names
+            *name*, its size and the limit).
+    """
+    check_no_nul(name, value)
+    if len(value) * 4 + prefix > MAX_ARGUMENT:  # cheap test first: UTF-8 is at most 4 per char
+        size = len(value.encode("utf-8", "surrogateescape")) + prefix
+        if size > MAX_ARGUMENT:
+            raise ValueError(
+                f"{name} is {size:,} bytes; one argument or environment entry may be "
+                f"at most {MAX_ARGUMENT:,} bytes (Linux's MAX_ARG_STRLEN): pass large data "
+                "as input or in a file"
+            )
     return value
 
 
@@ -104,7 +142,8 @@ def check_str_list(name: str, value: object, *, paths: bool = False) -> list[str
 
     Raises:
         TypeError: *value* is not a list, or an item is not a ``str``.
-        ValueError: *value* is empty, or an item holds a NUL character.
+        ValueError: *value* is empty, or an item holds a NUL character or
+            is over :data:`MAX_ARGUMENT` bytes.
     """
     if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, list | tuple):
         raise TypeError(f"{name} must be a list of str, got {type_name(value)}")
@@ -116,7 +155,7 @@ def check_str_list(name: str, value: object, *, paths: bool = False) -> list[str
             item = os.fspath(item)
         if not isinstance(item, str):
             raise TypeError(f"{name}[{i}] must be a str, got {type_name(item)}")
-        items.append(check_no_nul(f"{name}[{i}]", item))
+        items.append(check_argument(f"{name}[{i}]", item))
     return items
 
 
@@ -151,7 +190,7 @@ def check_env(name: str, value: object, *, names: bool = False) -> dict[str, str
         if not key or "=" in key:
             raise ValueError(f"{name} key {key!r} must be non-empty and hold no '='")
         check_no_nul(f"{name} key", key)
-        check_no_nul(f"{name}[{key!r}]", item)
+        check_argument(f"{name}[{key!r}]", item, prefix=len(key.encode("utf-8")) + 1)
         checked[key] = item
     return checked
 

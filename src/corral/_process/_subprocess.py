@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 import anyio
 
 from .._core._checks import (
+    check_argument,
     check_bool,
     check_bytes,
     check_env,
@@ -109,7 +110,7 @@ def check_command(
     if isinstance(args, str):
         if not args.strip():
             raise ValueError("args must not be an empty command")
-        check_no_nul("args", args)
+        check_argument("args", args)
         argv = ["/bin/sh", "-c", args]
         display = args
     elif isinstance(args, list | tuple):

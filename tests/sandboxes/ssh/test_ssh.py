@@ -479,3 +479,20 @@ async def test_a_file_operation_cancelled_unanswered_frees_the_sftp_session_for_
                 os.kill(pid, signal.SIGKILL)
                 os.kill(pid, signal.SIGCONT)
     assert len(frozen) == 1
+
+
+async def test_an_argument_at_the_kernel_limit_runs_and_one_over_is_refused(
+    no_remote_leftovers: OpenSSHServer,
+) -> None:
+    # Over SSH a 1 MiB argument was exit status 126 (E2BIG from the remote exec).
+    from corral._core._checks import MAX_ARGUMENT
+
+    sizes = ["sh", "-c", 'printf %s "${#1}"', "sh"]
+    async with (
+        corral.task("t", sandbox=("ssh", no_remote_leftovers.sandbox_config())) as task,
+        task.sample(1),
+    ):
+        assert (await sandbox().exec([*sizes, "a" * MAX_ARGUMENT])).stdout == str(MAX_ARGUMENT)
+        with pytest.raises(ValueError, match=r"cmd\[4\] is 1,048,576 bytes; .* 131,071 bytes"):
+            await sandbox().exec([*sizes, "a" * 2**20])
+        assert (await sandbox().exec(["echo", "still"])).stdout == "still\n"
