@@ -1,18 +1,58 @@
-"""The in-memory fake sandbox used by the lifecycle tests."""
+"""The in-memory fake sandbox used by the lifecycle tests, and its run of the conformance suite."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import anyio
+import anyio.lowlevel
 import pytest
 
+from corral.sandboxes._conformance import Capability
 from corral.sandboxes._memory import MemorySandboxEnvironment
 from corral.sandboxes._proxy import SandboxEnvironmentProxy
+from corral.sandboxes.testing import SandboxConformance
 from corral.util import (
     OutputLimitExceededError,
+    SandboxEnvironment,
     SandboxUnavailableError,
     override_sandbox_output_limit,
 )
+from tests.support.clock import virtual_backend
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """Both backends, on a virtual clock: nothing here runs outside the event loop."""
+    return virtual_backend(request.param)
+
+
+class TestMemoryConformance(SandboxConformance):
+    """The suite, less what a dict of files and a handful of builtins cannot have."""
+
+    lacks: ClassVar[frozenset[Capability]] = frozenset(
+        {"posix_shell", "special_files", "file_permissions"}
+    )
+
+    @pytest.fixture
+    async def sandbox_env(self) -> AsyncIterator[SandboxEnvironment]:
+        environments = await MemorySandboxEnvironment.sample_init("conformance", None, {})
+        try:
+            yield environments["default"]
+        finally:
+            await MemorySandboxEnvironment.sample_cleanup("conformance", None, environments, False)
+
+    async def live_processes(self, env: SandboxEnvironment, marker: str) -> list[str]:
+        """The running commands of every memory environment (one host) that hold *marker*."""
+        await anyio.lowlevel.checkpoint()
+        return [" ".join(cmd) for cmd in MemorySandboxEnvironment.running if marker in cmd]
+
+    def sleeper(self, marker: str) -> list[str]:
+        """``sleep``: the memory sandbox has no background jobs."""
+        return ["sleep", marker]
 
 
 async def test_builtins() -> None:
@@ -64,3 +104,20 @@ async def test_lifecycle() -> None:
         await single.exec(["true"])
     with pytest.raises(SandboxUnavailableError):
         await single.connection()
+
+
+async def test_streaming_builtins() -> None:
+    env = MemorySandboxEnvironment()
+    done = await env.exec(["sh", "-c", "echo 'a b' ;pwd;; printf '%s|' x y; exit 4"], cwd="d")
+    assert (done.returncode, done.stdout) == (4, "a b\n/work/d\nx|y|")
+    assert (await env.exec(["sh", "-c", "echo 'open"])).returncode == 2
+    assert (await env.exec(["sh", "script.sh"])).returncode == 2
+    assert (await env.exec(["printf"])).returncode == 1
+    shown = await env.exec(["printf", r"%s\t%% %d \101\0\q\\", "x", "unused"])
+    assert shown.stdout == "x\t% %d A\0\\q\\" + "unused\t% %d A\0\\q\\"
+    assert (await env.exec(["printenv", "A", "B"], env={"A": "1"})).stdout == "1\n"
+    assert (await env.exec(["printenv", "A", "B"], env={"A": "1"})).returncode == 1
+    with override_sandbox_output_limit(100, "exec"):  # called directly: it stops itself
+        endless = await env.exec(["yes"])
+    assert (endless.returncode, len(endless.stdout)) == (141, 100)
+    assert MemorySandboxEnvironment.running == []

@@ -34,10 +34,23 @@ Every test is async and runs under each backend the module's
 ``anyio_backend`` fixture yields (anyio's default is asyncio only; define
 ``anyio_backend`` with ``params=["trio", "asyncio"]`` in a ``conftest.py`` to
 run both). The tests need ``sh``, ``cat``, ``printf``, ``pwd``, ``wc``,
-``sleep``, ``chmod`` and ``grep`` inside the sandbox, and a Linux ``/proc``
-to look for leftover processes; a provider may override
-:meth:`SandboxConformance.live_processes`, :attr:`~SandboxConformance.unreadable_path`
-and :attr:`~SandboxConformance.unwritable_path` where its sandbox differs.
+``sleep``, ``yes``, ``test``, ``chmod``, ``mkfifo`` and ``grep`` inside the
+sandbox, and a Linux ``/proc`` to look for leftover processes. A provider
+whose sandbox differs overrides the hooks:
+
+* :meth:`~SandboxConformance.live_processes` (how leftover processes are found),
+  :meth:`~SandboxConformance.sleeper` (a long command that can be found so),
+  :meth:`~SandboxConformance.make_fifo`,
+  :attr:`~SandboxConformance.unreadable_path` and
+  :attr:`~SandboxConformance.unwritable_path`;
+* the ``sample_config`` fixture: the ``config`` the tests that start a
+  sample of their own pass to ``sample_init`` (``None`` unless overridden;
+  a provider that needs a config must override it, with the one its
+  ``sandbox_env`` uses);
+* :attr:`~SandboxConformance.lacks`: what the sandbox does not have at all
+  (a POSIX shell, special files, file permissions). Each test that needs one
+  of them is then skipped, with a reason naming the declaration, so that the
+  skip shows in the report; nothing is skipped otherwise.
 
 This module imports pytest: it is imported only by :mod:`corral.sandboxes.testing`,
 which is meant for test suites.
@@ -46,9 +59,10 @@ which is meant for test suites.
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from ._errors import OutputLimitExceededError, SandboxTimeoutError
@@ -64,11 +78,40 @@ __all__ = ["SandboxConformance"]
 
 _MIB = 1024 * 1024
 
+#: What a sandbox may lack (see :attr:`SandboxConformance.lacks`).
+Capability = Literal["posix_shell", "special_files", "file_permissions"]
+
+_CAPABILITIES: dict[Capability, str] = {
+    "posix_shell": "POSIX shell and tools (sh -c with pipes, wc, head, chmod, ...)",
+    "special_files": "special files (FIFOs)",
+    "file_permissions": "file permissions that refuse even root",
+}
+
+#: One refused NUL per argument position: the call, and what the message names.
+_NUL_CALLS: dict[str, tuple[Any, str]] = {
+    "cmd[0]": (lambda env: env.exec(["ec\0ho", "x"]), r"cmd\[0\] must not contain a NUL"),
+    "cmd[2]": (lambda env: env.exec(["echo", "x", "y\0"]), r"cmd\[2\] must not contain a NUL"),
+    "cwd": (lambda env: env.exec(["true"], cwd="sub\0dir"), "cwd must not contain a NUL"),
+    "user": (lambda env: env.exec(["true"], user="\0root"), "user must not contain a NUL"),
+    "env key": (lambda env: env.exec(["true"], env={"A\0B": "1"}), r"env key 'A\\x00B'"),
+    "env value": (
+        lambda env: env.exec(["true"], env={"A": "1\0"}),
+        r"env\['A'\] must not contain a NUL",
+    ),
+    "write_file": (lambda env: env.write_file("f\0.txt", "x"), "file must not contain a NUL"),
+    "read_file": (lambda env: env.read_file("f\0.txt"), "file must not contain a NUL"),
+}
+
 
 def _payload(size: int) -> bytes:
     """*size* bytes of every value, including NUL and invalid UTF-8, cheap to make."""
     block = secrets.token_bytes(64 * 1024) + bytes(range(256))
     return (block * (size // len(block) + 1))[:size]
+
+
+def _marker() -> str:
+    """A number of seconds no other command uses, so its processes can be told apart."""
+    return f"300.{secrets.randbelow(10**8):08d}"
 
 
 @pytest.mark.anyio
@@ -85,10 +128,14 @@ class SandboxConformance:
         unwritable_path: An existing file that ``write_file`` cannot write,
             even as root. A read-only sysfs attribute, refused at ``open``,
             so nothing is ever written to it.
+        lacks: What the sandbox does not have, among ``"posix_shell"``,
+            ``"special_files"`` and ``"file_permissions"``: the tests that
+            need it are skipped, saying so. Empty (nothing skipped) by default.
     """
 
     unreadable_path: ClassVar[str] = "/sys/bus/platform/uevent"
     unwritable_path: ClassVar[str] = "/sys/devices/system/cpu/online"
+    lacks: ClassVar[frozenset[Capability]] = frozenset()
 
     @pytest.fixture
     def sandbox_env(self) -> AsyncIterator[SandboxEnvironment]:
@@ -107,17 +154,53 @@ class SandboxConformance:
         """
         return SandboxEnvironmentProxy(sandbox_env)
 
+    @pytest.fixture
+    def sample_config(self) -> Any:
+        """The ``config`` for ``sample_init`` in tests that start a sample of their own.
+
+        ``None``; a provider that needs a config overrides this fixture.
+        """
+        return None
+
+    def requires(self, *needs: Capability) -> None:
+        """Skip the running test if the provider declares, in :attr:`lacks`, one of *needs*."""
+        missing = [need for need in needs if need in self.lacks]
+        if missing:
+            what = "; ".join(_CAPABILITIES[need] for need in missing)
+            pytest.skip(f"{type(self).__name__}.lacks declares the sandbox has no {what}")
+
     async def live_processes(self, env: SandboxEnvironment, marker: str) -> list[str]:
         """Paths of ``/proc/PID/cmdline`` files in the sandbox that contain *marker*.
 
-        The marker is passed to ``grep`` in a file, so the search does not
-        find itself; zombies have an empty command line and are not found.
+        *env* is a usable environment on the same host, not necessarily the
+        one the processes were started in (that one may be cleaned up). The
+        marker is passed to ``grep`` in a file, so the search does not find
+        itself; zombies have an empty command line and are not found.
         """
         await env.write_file("conformance-marker", marker)
         result = await env.exec(
             ["sh", "-c", "grep -lsF -f conformance-marker /proc/[0-9]*/cmdline; true"]
         )
         return result.stdout.split()
+
+    def sleeper(self, marker: str) -> list[str]:
+        """A command that runs for minutes, whose every process :meth:`live_processes` finds.
+
+        *marker* is a number of seconds (``"300.NNNNNNNN"``) found on no
+        other command line. By default a shell with a background child, so
+        that stopping the command must stop its whole process group.
+        """
+        return ["sh", "-c", f"sleep {marker} & sleep {marker}; wait"]
+
+    async def make_fifo(self, env: SandboxEnvironment, path: str) -> None:
+        """Make a FIFO (named pipe) at *path* in the sandbox, with ``mkfifo``."""
+        result = await env.exec(["mkfifo", path])
+        assert result.returncode == 0, result.stderr
+
+    async def wait_running(self, env: SandboxEnvironment, marker: str) -> None:
+        """Return once a process with *marker* runs: each look is a call, not a sleep."""
+        while not await self.live_processes(env, marker):
+            await anyio.lowlevel.checkpoint()
 
     async def pwd(self, env: SandboxEnvironment, cwd: str | None = None) -> str:
         """The sandbox's working directory for a command (its default, or *cwd*)."""
@@ -138,6 +221,7 @@ class SandboxConformance:
         assert await sandbox.read_file("data.bin", text=False) == data
 
     async def test_large_round_trip(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell")
         data = _payload(50 * _MIB)
         await sandbox.write_file("big.bin", data)
         assert (await sandbox.exec(["wc", "-c", "big.bin"])).stdout.split()[0] == str(len(data))
@@ -193,16 +277,38 @@ class SandboxConformance:
         assert await sandbox.read_file("bdir/inside.txt") == "x"
 
     async def test_read_permission_denied(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("file_permissions")
         with pytest.raises(PermissionError) as info:
             await sandbox.read_file(self.unreadable_path)
         assert self.unreadable_path in str(info.value)
 
     async def test_write_permission_denied(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("file_permissions")
         with pytest.raises(PermissionError) as info:
             await sandbox.write_file(self.unwritable_path, "0")
         assert self.unwritable_path in str(info.value)
 
+    async def test_read_fifo_is_refused_promptly(self, sandbox: SandboxEnvironment) -> None:
+        """``read_file`` of a FIFO with no writer is refused, or bounded: it does not hang."""
+        self.requires("special_files")
+        await self.make_fifo(sandbox, "conformance.fifo")
+        with anyio.fail_after(15):
+            with pytest.raises(OSError, match=r"conformance\.fifo"):
+                await sandbox.read_file("conformance.fifo")
+        await sandbox.write_file("after-fifo.txt", "fine")
+        assert await sandbox.read_file("after-fifo.txt") == "fine"
+
+    async def test_write_fifo_is_refused_promptly(self, sandbox: SandboxEnvironment) -> None:
+        """``write_file`` onto a FIFO with no reader is refused, or bounded: it does not hang."""
+        self.requires("special_files")
+        await self.make_fifo(sandbox, "conformance-w.fifo")
+        with anyio.fail_after(15):
+            with pytest.raises(OSError, match=r"conformance-w\.fifo"):
+                await sandbox.write_file("conformance-w.fifo", "into a pipe")
+        assert (await sandbox.exec(["echo", "after"])).stdout == "after\n"
+
     async def test_exec_not_executable(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell", "file_permissions")
         # A file without any execute bit cannot be run, even by root.
         await sandbox.write_file("script.sh", "#!/bin/sh\necho hi\n")
         await sandbox.exec(["chmod", "644", "script.sh"])
@@ -258,6 +364,7 @@ class SandboxConformance:
     # -- exec ---------------------------------------------------------------
 
     async def test_exec_output_and_returncode(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell")
         result = await sandbox.exec(
             ["sh", "-c", "printf 'to out\\n'; printf 'to err\\n' >&2; exit 3"]
         )
@@ -274,16 +381,109 @@ class SandboxConformance:
         assert result.stdout == "café \ufffd"
 
     async def test_exec_timeout_leaves_no_process(self, sandbox: SandboxEnvironment) -> None:
-        marker = f"300.{secrets.randbelow(10**8):08d}"
+        marker = _marker()
         with anyio.fail_after(30):
             with pytest.raises(SandboxTimeoutError) as info:
-                await sandbox.exec(
-                    ["sh", "-c", f"sleep {marker} & sleep {marker}; wait"], timeout=0.5
-                )
+                await sandbox.exec(self.sleeper(marker), timeout=0.5)
         assert isinstance(info.value, TimeoutError)
         assert await self.live_processes(sandbox, marker) == []
 
+    async def test_timeout_keeps_partial_output(self, sandbox: SandboxEnvironment) -> None:
+        """What a command printed before its timeout is in ``truncated_output``."""
+        marker = _marker()
+        with anyio.fail_after(30):
+            with pytest.raises(SandboxTimeoutError) as info:
+                await sandbox.exec(
+                    ["sh", "-c", f"echo printed-{marker}; sleep {marker}"], timeout=1
+                )
+        assert info.value.truncated_output is not None
+        assert f"printed-{marker}\n" in info.value.truncated_output
+        assert await self.live_processes(sandbox, marker) == []
+
+    async def test_cancelled_exec_leaves_no_process(self, sandbox: SandboxEnvironment) -> None:
+        """An exec cancelled from outside (not by its timeout) stops all it started."""
+        marker = _marker()
+
+        async def cancel_once_running(scope: anyio.CancelScope) -> None:
+            await self.wait_running(sandbox, marker)
+            scope.cancel()
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                with anyio.CancelScope() as scope:
+                    tg.start_soon(cancel_once_running, scope)
+                    await sandbox.exec(self.sleeper(marker))
+        assert scope.cancelled_caught
+        assert await self.live_processes(sandbox, marker) == []
+        assert (await sandbox.exec(["echo", "after"])).stdout == "after\n"
+
+    async def test_cancelled_sample_leaves_no_process_or_directory(
+        self, sandbox: SandboxEnvironment, sandbox_env: SandboxEnvironment, sample_config: Any
+    ) -> None:
+        """A sample cancelled mid-exec, then cleaned up, leaves no process and no directory.
+
+        The sample is one of the test's own, made with ``sample_init`` and
+        ``sample_cleanup(..., interrupted=True)`` (in a shielded scope) as the
+        runtime does; its processes and its working directory (what ``pwd``
+        printed in it) are looked for afterwards from the ``sandbox_env``
+        sample, on the same host.
+        """
+        provider = type(sandbox_env)
+        marker = _marker()
+
+        async def cancel_once_running(scope: anyio.CancelScope) -> None:
+            await self.wait_running(sandbox, marker)
+            scope.cancel()
+
+        with anyio.fail_after(60):
+            with anyio.CancelScope() as sample:
+                environments = await provider.sample_init("conformance", sample_config, {})
+                try:
+                    env = SandboxEnvironmentProxy(next(iter(environments.values())))
+                    workdir = await self.pwd(env)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(cancel_once_running, sample)
+                        await env.exec(self.sleeper(marker))
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await provider.sample_cleanup(
+                            "conformance", sample_config, environments, True
+                        )
+        assert sample.cancelled_caught
+        assert await self.live_processes(sandbox, marker) == []
+        assert (await sandbox.exec(["test", "-e", workdir])).returncode == 1, workdir
+
+    @pytest.mark.parametrize("position", list(_NUL_CALLS))
+    async def test_nul_is_refused_by_name(self, sandbox: SandboxEnvironment, position: str) -> None:
+        """A NUL anywhere but ``input`` is a ``ValueError`` naming where; the sandbox works on."""
+        call, match = _NUL_CALLS[position]
+        with pytest.raises(ValueError, match=match):
+            await call(sandbox)
+        result = await sandbox.exec(["cat"], input=b"NUL \0 in input is data")
+        assert (result.returncode, result.stdout) == (0, "NUL \0 in input is data")
+
+    async def test_endless_output_is_stopped(self, sandbox: SandboxEnvironment) -> None:
+        """A command that writes for ever, with no timeout, is stopped at the output limit."""
+        marker = _marker()
+        word = f"endless-{marker}"
+        with (
+            override_sandbox_output_limit(64 * 1024, "exec"),
+            anyio.fail_after(30),
+            pytest.raises(OutputLimitExceededError) as info,
+        ):
+            await sandbox.exec(["yes", word])
+        kept = info.value.truncated_output
+        assert kept is not None
+        assert 0 < len(kept.encode("utf-8")) <= 64 * 1024
+        first, *whole, last = kept.split("\n")
+        assert whole, "the kept tail holds whole lines"
+        assert set(whole) == {word}
+        assert word.endswith(first)
+        assert word.startswith(last)
+        assert await self.live_processes(sandbox, marker) == []
+
     async def test_exec_env(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell")
         result = await sandbox.exec(
             ["sh", "-c", 'printf "%s|%s" "$CONFORMANCE_A" "$CONFORMANCE_B"'],
             env={"CONFORMANCE_A": "one", "CONFORMANCE_B": "two words = ok"},
@@ -295,11 +495,13 @@ class SandboxConformance:
         assert result.stdout == "line one\nligne deux é\n"
 
     async def test_stdin_empty(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell")
         for data in ("", b"", None):
             result = await sandbox.exec(["wc", "-c"], input=data)
             assert result.stdout.split() == ["0"]
 
     async def test_stdin_binary(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell")
         data = b"nul\x00byte \xff\xfe invalid \x80 utf-8\n"
         result = await sandbox.exec(["cat"], input=data)
         assert result.stdout == data.decode("utf-8", errors="replace")
@@ -308,11 +510,13 @@ class SandboxConformance:
         assert await sandbox.read_file("stdin.bin", text=False) == data
 
     async def test_stdin_large(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell")
         data = _payload(50 * _MIB)
         result = await sandbox.exec(["wc", "-c"], input=data)
         assert result.stdout.split() == [str(len(data))]
 
     async def test_large_argv(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell")
         # 1 MiB in all, in arguments under the kernel's 128 KiB per-argument limit.
         args = [chr(ord("a") + i) * (64 * 1024) for i in range(16)]
         result = await sandbox.exec(["sh", "-c", 'printf %s "$@" | wc -c', "sh", *args])
@@ -331,6 +535,7 @@ class SandboxConformance:
         assert await self.pwd(sandbox) == default
 
     async def test_exec_output_limit(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell")
         with override_sandbox_output_limit(1024, "exec"):
             exact = await sandbox.exec(["sh", "-c", "head -c 1024 /dev/zero | tr '\\0' a"])
             assert exact.stdout == "a" * 1024
@@ -356,6 +561,7 @@ class SandboxConformance:
             assert info.value.truncated_output is None
 
     async def test_concurrent_execs(self, sandbox: SandboxEnvironment) -> None:
+        self.requires("posix_shell")
         results: dict[int, tuple[str, str]] = {}
 
         async def run(i: int) -> None:

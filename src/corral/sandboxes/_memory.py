@@ -12,17 +12,31 @@ exist implicitly, as the parents of the files. ``exec`` understands:
 
 * ``true``, ``false``;
 * ``echo [ARGS...]``;
+* ``printf FORMAT [ARGS...]`` (``%s`` and ``%%``; ``\\n``, ``\\t``, ``\\\\`` and
+  octal ``\\NNN`` escapes; the format is reused while arguments remain);
+* ``printenv NAME`` (the value from the call's *env*: there is no other);
+* ``pwd``;
 * ``cat`` (stdin to stdout) and ``cat FILE...``;
 * ``test -r FILE`` / ``test -e FILE`` / ``test -f FILE`` / ``test -d DIR``;
 * ``which PROGRAM`` (a builtin, or a file in ``/bin``, ``/usr/bin``,
   ``/usr/local/bin``);
 * ``sleep SECONDS`` (``anyio.sleep``, so virtual clocks apply);
-* ``exit CODE``.
+* ``exit CODE``;
+* ``yes [STRING...]``, which writes for ever, as ``yes`` does, until the
+  exec output limit stops it;
+* ``sh -c SCRIPT``, where *SCRIPT* is a list of these commands separated by
+  ``;`` (words split and quotes removed as ``shlex`` does; no expansions,
+  redirections, pipes or background jobs), run one after the other.
 
 Anything else exits with 127 and ``"<name>: command not found"`` on stderr.
 Like a third-party provider, it leaves the contract's rules to the sandbox
 proxy (argument checks, ``timeout=``, the output limits) and returns plain
-results. After ``sample_cleanup`` every call raises
+results, with one exception: ``yes`` and ``sh`` write their output as they
+go into the proxy's buffers (see :mod:`~corral.sandboxes._calls`), as the
+built-in providers do, so a timeout keeps what they printed and the exec
+output limit stops an endless writer. Commands in flight are listed in
+:attr:`MemorySandboxEnvironment.running` until they finish or are cancelled.
+After ``sample_cleanup`` every call raises
 :class:`~corral.util.SandboxUnavailableError`.
 
 Configuration (``SandboxEnvironmentSpec("memory", config)``): ``None`` for one
@@ -32,15 +46,19 @@ each (the first is the default); or a dict of name -> initial files.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import posixpath
-from collections.abc import Mapping
-from typing import Any, Literal, overload
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal, overload
 
 import anyio
 import anyio.lowlevel
 
 from .._process._subprocess import ExecResult
+from ._calls import ExecCall, exec_call
 from ._environment import SandboxConnection, SandboxEnvironment
 from ._errors import SandboxUnavailableError
 
@@ -48,7 +66,42 @@ __all__ = ["MemorySandboxEnvironment"]
 
 _HOME = "/work"
 _PATH_DIRS = ("/bin", "/usr/bin", "/usr/local/bin")
-_BUILTINS = frozenset({"true", "false", "echo", "cat", "test", "which", "sleep", "exit"})
+_BUILTINS = frozenset(
+    {
+        "true",
+        "false",
+        "echo",
+        "printf",
+        "printenv",
+        "pwd",
+        "cat",
+        "test",
+        "which",
+        "sleep",
+        "exit",
+        "yes",
+        "sh",
+    }
+)
+#: The builtins that write into the proxy's buffers as they go.
+_STREAMING = frozenset({"yes", "sh"})
+#: Bytes ``yes`` writes between checkpoints.
+_YES_CHUNK = 64 * 1024
+#: ``printf``'s escapes and conversions.
+_PRINTF = re.compile(r"\\([0-7]{1,3}|.)|%(.)|\\$", re.DOTALL)
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "a": "\a", "r": "\r"}
+
+
+@dataclasses.dataclass
+class _Run:
+    """What one builtin runs with: its input, directory, variables and output sinks."""
+
+    stdin: bytes
+    cwd: str
+    env: Mapping[str, str]
+    out: Callable[[bytes], object]
+    err: Callable[[bytes], object]
+    call: ExecCall | None  # the proxy's call, for the streaming builtins
 
 
 class MemorySandboxEnvironment(SandboxEnvironment):
@@ -61,7 +114,12 @@ class MemorySandboxEnvironment(SandboxEnvironment):
         files: The files, absolute path -> bytes (tests may read and change it).
         commands: Every command passed to :meth:`exec`, in order.
         closed: Whether ``sample_cleanup`` released this environment.
+        running: The commands of every memory environment that are running
+            now (the "processes" of the one host they all share), each
+            removed when its ``exec`` returns, raises or is cancelled.
     """
+
+    running: ClassVar[list[list[str]]] = []
 
     def __init__(self, files: Mapping[str, str | bytes] | None = None) -> None:
         self.files: dict[str, bytes] = {}
@@ -108,55 +166,155 @@ class MemorySandboxEnvironment(SandboxEnvironment):
         timeout: int | float | None = None,
         timeout_retry: bool = True,
     ) -> ExecResult[str]:
-        """Run a builtin command (see the module docs); *env*, *user* and *timeout* are ignored.
+        """Run a builtin command (see the module docs); *user* and *timeout* are ignored.
+
+        *env* is the whole environment of the command (``printenv`` reads it).
 
         Raises:
             SandboxUnavailableError: The environment was cleaned up.
+
+        **Cancellation:** the command stops at once (it is a coroutine of this
+        process) and leaves :attr:`running`; the cancellation propagates.
         """
         await anyio.lowlevel.checkpoint()
         self._check_open()
-        self.commands.append(list(cmd))
+        argv = list(cmd)
+        self.commands.append(argv)
         stdin = input.encode("utf-8") if isinstance(input, str) else (input or b"")
         workdir = self._resolve(cwd) if cwd is not None else _HOME
-        code, out, err = await self._run(list(cmd), stdin, workdir)
+        out, err = bytearray(), bytearray()
+        call = exec_call() if argv and argv[0] in _STREAMING else None
+        if call is None:
+            run = _Run(stdin, workdir, env or {}, out.extend, err.extend, None)
+        else:
+            run = _Run(stdin, workdir, env or {}, call.stdout.append, call.stderr.append, call)
+        MemorySandboxEnvironment.running.append(argv)
+        try:
+            code = await self._run(argv, run)
+        finally:
+            MemorySandboxEnvironment.running.remove(argv)
+        if call is not None:
+            out[:], err[:] = call.stdout.value(), call.stderr.value()
         stdout = out.decode("utf-8", errors="replace")
         stderr = err.decode("utf-8", errors="replace")
         return ExecResult(code == 0, code, stdout, stderr)
 
-    async def _run(self, cmd: list[str], stdin: bytes, cwd: str) -> tuple[int, bytes, bytes]:
+    async def _run(self, cmd: list[str], run: _Run) -> int:
         if not cmd:
-            return 127, b"", b"empty command\n"
+            run.err(b"empty command\n")
+            return 127
         program, args = cmd[0], cmd[1:]
-        if program == "true":
-            return 0, b"", b""
-        if program == "false":
-            return 1, b"", b""
+        if program in ("true", "false"):
+            return 0 if program == "true" else 1
         if program == "exit":
-            return int(args[0]) if args else 0, b"", b""
+            return int(args[0]) if args else 0
         if program == "echo":
-            return 0, (" ".join(args) + "\n").encode("utf-8"), b""
+            run.out((" ".join(args) + "\n").encode("utf-8"))
+            return 0
+        if program == "printf":
+            return self._printf(args, run)
+        if program == "printenv":
+            found = [run.env[name] for name in args if name in run.env]
+            run.out("".join(f"{value}\n" for value in found).encode("utf-8"))
+            return 0 if args and len(found) == len(args) else 1
+        if program == "pwd":
+            run.out(f"{run.cwd}\n".encode())
+            return 0
         if program == "cat":
-            return self._cat(args, stdin, cwd)
+            return self._cat(args, run)
         if program == "test":
-            return self._test(args, cwd), b"", b""
+            return self._test(args, run.cwd)
         if program == "which":
-            return self._which(args)
+            return self._which(args, run)
         if program == "sleep":
             await anyio.sleep(float(args[0]))
-            return 0, b"", b""
-        return 127, b"", f"{program}: command not found\n".encode()
+            return 0
+        if program == "yes":
+            return await self._yes(args, run)
+        if program == "sh":
+            return await self._sh(args, run)
+        run.err(f"{program}: command not found\n".encode())
+        return 127
 
-    def _cat(self, args: list[str], stdin: bytes, cwd: str) -> tuple[int, bytes, bytes]:
+    @staticmethod
+    def _printf(args: list[str], run: _Run) -> int:
         if not args:
-            return 0, stdin, b""
-        out, err, code = b"", b"", 0
+            run.err(b"printf: missing operand\n")
+            return 1
+        form, rest = args[0], args[1:]
+        while True:
+            used = False
+            out = bytearray()
+            position = 0
+            for match in _PRINTF.finditer(form):
+                out += form[position : match.start()].encode("utf-8")
+                position = match.end()
+                escape, conversion = match.group(1), match.group(2)
+                if conversion == "s":
+                    out += (rest.pop(0) if rest else "").encode("utf-8")
+                    used = True
+                elif conversion is not None:
+                    out += b"%" if conversion == "%" else match.group(0).encode("utf-8")
+                elif escape is None:
+                    out += b"\\"
+                elif escape[0] in "01234567":
+                    out.append(int(escape, 8) & 0xFF)  # a byte, not a character
+                else:
+                    out += _ESCAPES.get(escape, "\\" + escape).encode("utf-8")
+            out += form[position:].encode("utf-8")
+            run.out(bytes(out))
+            if not rest or not used:  # the format is reused while it takes arguments
+                return 0
+
+    async def _yes(self, args: list[str], run: _Run) -> int:
+        assert run.call is not None  # a streaming builtin
+        line = ((" ".join(args) if args else "y") + "\n").encode("utf-8")
+        chunk = line * max(1, _YES_CHUNK // len(line))
+        # The buffer stops the call as soon as it passes the exec output
+        # limit (cancelling the proxy's scope); called without the proxy,
+        # it only marks the call, and the loop ends there.
+        while not run.call.over_limit:
+            run.out(chunk)
+            await anyio.lowlevel.checkpoint()
+        run.err(b"yes: stopped: the output passed the exec output limit\n")
+        return 141  # as yes killed by SIGPIPE when its reader goes away
+
+    async def _sh(self, args: list[str], run: _Run) -> int:
+        if len(args) < 2 or args[0] != "-c":
+            run.err(b"sh: only 'sh -c SCRIPT' is supported\n")
+            return 2
+        lexer = shlex.shlex(args[1], posix=True, punctuation_chars=";")
+        lexer.whitespace_split = True
+        try:
+            tokens = list(lexer)
+        except ValueError as exc:  # an unclosed quote
+            run.err(f"sh: {exc}\n".encode())
+            return 2
+        commands: list[list[str]] = [[]]
+        for token in tokens:
+            if token.strip(";"):
+                commands[-1].append(token)
+            else:
+                commands.append([])
+        code = 0
+        for command in commands:
+            if command:
+                code = await self._run(command, run)
+                await anyio.lowlevel.checkpoint()
+        return code
+
+    def _cat(self, args: list[str], run: _Run) -> int:
+        if not args:
+            run.out(run.stdin)
+            return 0
+        code = 0
         for name in args:
             try:
-                out += self._read(name, cwd)
+                run.out(self._read(name, run.cwd))
             except OSError as exc:
-                err += f"cat: {name}: {exc.strerror}\n".encode()
+                run.err(f"cat: {name}: {exc.strerror}\n".encode())
                 code = 1
-        return code, out, err
+        return code
 
     def _test(self, args: list[str], cwd: str) -> int:
         if len(args) != 2 or args[0] not in ("-r", "-e", "-f", "-d"):
@@ -168,8 +326,8 @@ class MemorySandboxEnvironment(SandboxEnvironment):
             return 0 if path in self.files or self._is_dir(path) else 1
         return 0 if path in self.files else 1
 
-    def _which(self, args: list[str]) -> tuple[int, bytes, bytes]:
-        out, code = b"", 0 if args else 1
+    def _which(self, args: list[str], run: _Run) -> int:
+        code = 0 if args else 1
         for name in args:
             found = next(
                 (f"{d}/{name}" for d in _PATH_DIRS if f"{d}/{name}" in self.files),
@@ -178,8 +336,8 @@ class MemorySandboxEnvironment(SandboxEnvironment):
             if found is None:
                 code = 1
             else:
-                out += f"{found}\n".encode()
-        return code, out, b""
+                run.out(f"{found}\n".encode())
+        return code
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
         """Store *contents* at *file*.
