@@ -97,6 +97,10 @@ _TEST_MODULE = textwrap.dedent(
 
     class TestConformance(SandboxConformance):
         @pytest.fixture
+        def sample_config(self):
+            return _CONFIG_FILE
+
+        @pytest.fixture
         async def sandbox_env(self):
             cls = sandbox_class(_TYPE)
             config = _CONFIG_FILE  # the path: the provider reads it, as from a spec

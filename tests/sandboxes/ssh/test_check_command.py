@@ -53,3 +53,30 @@ def test_a_config_file_that_does_not_parse_is_refused_once(tmp_path: Path, text:
     assert done.returncode == 1
     assert done.stderr.count("Cannot read the config file") == 1
     assert "cannot parse" in done.stderr
+
+
+def test_tests_that_start_their_own_sample_get_the_config_file(
+    sshd: OpenSSHServer, tmp_path: Path
+) -> None:
+    """Regression: the generated suite gave them ``config=None``, which the ssh provider refuses."""
+    config = tmp_path / "ssh.toml"
+    config.write_text(
+        f'client_keys = ["{sshd.client_key}"]\n'
+        f'known_hosts = "{sshd.known_hosts}"\n'
+        "[[hosts]]\n"
+        f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\n',
+        encoding="utf-8",
+    )
+    done = run_cli(
+        RUN_SANDBOX,
+        "check",
+        "ssh",
+        "--config",
+        str(config),
+        "--backend",
+        "asyncio",
+        "-k",
+        "cancelled_sample_leaves_no_process_or_directory",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "1 passed, 0 failed"
