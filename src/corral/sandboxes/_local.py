@@ -43,6 +43,7 @@ from ._calls import exec_call
 from ._environment import SandboxConnection, SandboxEnvironment
 from ._errors import OutputLimitExceededError, SandboxUnavailableError
 from ._output_limits import human_size, max_read_file_size
+from ._ssh._script import env_reader_argv, export_line
 
 if TYPE_CHECKING:
     from ._sweep import Leftover, SweepResult
@@ -215,7 +216,9 @@ class LocalSandboxEnvironment(SandboxEnvironment):
             env: Variables set for the command on top of ``os.environ``.
             user: Run as this user. The current user (or ``None``) runs the
                 command directly; another user needs ``sudo`` that works
-                without a password (``sudo -n -u USER``).
+                without a password (``sudo -n -u USER``). The values of *env*
+                then reach the command through its stdin, ahead of *input*,
+                and so are on no command line (which any user can read).
             timeout: Enforced by the proxy, as a cancellation.
             timeout_retry: Ignored.
 
@@ -228,6 +231,8 @@ class LocalSandboxEnvironment(SandboxEnvironment):
             PermissionError: The program cannot be run, or *user* cannot be
                 used (no ``sudo``, a password is required, an unknown user);
                 the message names the user.
+            ValueError: With another *user*, an *env* key is not a shell
+                variable name (the sandbox proxy refuses those first).
             SandboxUnavailableError: The sandbox has been cleaned up.
 
         **Cancellation:** the command's whole process group is terminated
@@ -237,17 +242,24 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         self._check_open()
         call = exec_call()
         workdir = self._directory if cwd is None else self._resolve(cwd)
-        extra = dict(env) if env else {}
+        variables = dict(env) if env else {}
         name, _, value = self._tag.partition("=")
-        extra[name] = value
+        tags = {name: value}
         name, value = harness_tag()  # through sudo too, which resets the environment
-        extra[name] = value
+        tags[name] = value
 
         argv = list(cmd)
         via_sudo = user is not None and user != _current_user()
         if via_sudo:
             assert user is not None
-            argv = self._sudo_argv(user, argv, extra)
+            secret = {key: item for key, item in variables.items() if key not in tags}
+            argv = self._sudo_argv(user, argv, tags, secret=bool(secret), stdin=bool(input))
+            if secret:  # the values go on stdin, ahead of the input (see _sudo_argv)
+                data = input.encode("utf-8") if isinstance(input, str) else (input or b"")
+                input = export_line(secret) + data
+            extra = tags  # sudo keeps none of the rest of its environment
+        else:
+            extra = {**variables, **tags}
         command = check_command(argv, input, workdir, extra, True)
 
         self._ran_commands = True
@@ -269,7 +281,19 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         return ExecResult(returncode == 0, returncode, out, err)
 
     @staticmethod
-    def _sudo_argv(user: str, argv: list[str], env: dict[str, str]) -> list[str]:
+    def _sudo_argv(
+        user: str, argv: list[str], tags: dict[str, str], *, secret: bool, stdin: bool
+    ) -> list[str]:
+        """The command line that runs *argv* as *user* through ``sudo -n``.
+
+        sudo resets the environment; ``env`` puts the *tags* (the cleanup and
+        harness tags, which are not secret) back from the command line. With
+        *secret*, the caller's variables follow on stdin instead, for a
+        ``/bin/sh`` run as *user* to export (with the tags) before it
+        ``exec``\\ s *argv* (with the rest of stdin, or ``/dev/null`` without
+        *stdin*): anyone can read a command line in ``/proc``, only the user
+        its environment.
+        """
         sudo = shutil.which("sudo")
         if sudo is None:
             raise PermissionError(
@@ -277,9 +301,9 @@ class LocalSandboxEnvironment(SandboxEnvironment):
                 f"cannot run the command as user {user!r}: sudo is not available, "
                 "and the local sandbox runs commands as the current user",
             )
-        # sudo resets the environment; ``env`` puts the caller's variables
-        # (and the cleanup tag) back for the command.
-        assignments = [f"{key}={value}" for key, value in env.items()]
+        if secret:
+            return [sudo, "-n", "-u", user, "--", *env_reader_argv(argv, tags=tags, stdin=stdin)]
+        assignments = [f"{key}={value}" for key, value in tags.items()]
         return [sudo, "-n", "-u", user, "--", "env", *assignments, *argv]
 
     async def write_file(self, file: str, contents: str | bytes) -> None:

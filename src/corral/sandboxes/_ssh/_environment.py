@@ -22,7 +22,7 @@ from ._bridge import run_on_ssh_loop
 from ._config import IGNORE_KNOWN_HOSTS, SSHSandboxConfig
 from ._pool import HostSet, hold, let_go
 from ._remote import RemoteSandbox
-from ._script import STATUSES, exec_script
+from ._script import STATUSES, exec_script, export_line
 from ._sweep import record_details, sweep_ssh
 
 if TYPE_CHECKING:
@@ -96,8 +96,10 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         """Run *cmd* on the host and wait for it.
 
         Each argument is quoted for the remote shell, so nothing in it is
-        interpreted. Variables in *env* are exported by the remote shell
-        (the server's ``AcceptEnv`` is not needed). Stdout and stderr go to
+        interpreted. Variables in *env* are sent on the channel ahead of the
+        input and exported by the remote shell (the server's ``AcceptEnv`` is
+        not needed): their values are on no command line on the host and in
+        no log record of asyncssh. Stdout and stderr go to
         the proxy's buffers (see :mod:`~corral.sandboxes._calls`) and are
         returned decoded as UTF-8 with undecodable bytes replaced; *timeout*
         and the output limit are the proxy's to enforce. *timeout_retry* is
@@ -139,14 +141,25 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         workdir = remote.workdir if cwd is None else remote.resolve(cwd)
         if user is not None and user == remote.pool.host.username:
             user = None  # the login user: no sudo needed
+        variables = env or {}
         script = exec_script(
-            argv, cwd=workdir, env=env or {}, tag=remote.tag, user=user, stdin=data is not None
+            argv, cwd=workdir, env=variables, tag=remote.tag, user=user, stdin=data is not None
         )
+        # The values go on the channel, never in the command (see ._script).
+        preamble = export_line(variables) if variables else b""
         call = exec_call()
         action = f"exec {shlex.join(argv)[:200]!r}"
         # The buffers cross to the SSH loop; they are read here only once it is done.
         outcome = await run_on_ssh_loop(
-            remote.exec, script, data, call.stdout, call.stderr, current_kill_grace(), action, user
+            remote.exec,
+            script,
+            data,
+            call.stdout,
+            call.stderr,
+            current_kill_grace(),
+            action,
+            user,
+            preamble,
         )
         if outcome.status != "ok":
             raise self._not_started(outcome.status, argv[0], cwd or workdir, user)

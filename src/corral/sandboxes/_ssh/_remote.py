@@ -154,10 +154,14 @@ class RemoteSandbox:
         grace: float,
         action: str,
         user: str | None = None,
+        preamble: bytes = b"",
     ) -> ExecOutcome:
         """Run an exec *script* (see :mod:`._script`), its output going to *stdout*/*stderr*.
 
         *user* is the other user the script runs the command as, if any.
+        *preamble* (the line of variables the script reads first) is sent
+        before *input*; EOF follows *input* only, so that without input a
+        watcher reading the channel (see :mod:`._script`) still waits for its close.
 
         Raises:
             SandboxUnavailableError: The connection broke, or the host did
@@ -174,13 +178,15 @@ class RemoteSandbox:
         session = _ExecSession(stdout, stderr)
         link, chan = await self.pool.open_session(session, command, action)
         try:
-            if input is not None:  # otherwise the script gave it /dev/null
-                try:
+            try:
+                if preamble:
+                    chan.write(preamble)
+                if input is not None:  # otherwise the script gave it /dev/null
                     if input:
                         chan.write(input)
                     chan.write_eof()
-                except (BrokenPipeError, ConnectionError):
-                    pass  # the channel closed already: the command did not read it all
+            except (BrokenPipeError, ConnectionError):
+                pass  # the channel closed already: the command did not read it all
             await session.closed.wait()
         except BaseException:
             with anyio.CancelScope(shield=True):

@@ -15,6 +15,14 @@ be killed on a timeout or a cancellation; on a server that does not,
 ``ok``, or why the command was not started (see :data:`STATUSES`); the
 checks are shell builtins, so they cost no extra process.
 
+Environment values never go on a command line: any user can read every
+process's ``/proc/PID/cmdline``, and asyncssh logs the exec request's command.
+The variables travel on the command's stdin instead, as one line of shell
+(:func:`export_line`) sent before the input; the script reads and evaluates it
+before it ``exec``\\ s the command (through sudo, a ``/bin/sh`` run as the other
+user does, see :func:`env_reader_argv`). Only the sandbox's tag, which is not
+secret and by which cleanup finds the command, stays on the command line.
+
 sshd does not kill a session's command when the connection drops, so
 before the ``exec`` the script leaves a watcher in the command's group that
 kills it once its channel or connection is gone (see :func:`_watcher`):
@@ -35,7 +43,9 @@ __all__ = [
     "STATUSES",
     "TAG_VARIABLE",
     "cleanup_script",
+    "env_reader_argv",
     "exec_script",
+    "export_line",
     "kill_script",
     "mkdtemp_script",
 ]
@@ -61,6 +71,59 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _q = shlex.quote
 
+#: Reads the line :func:`export_line` sent into ``e``, without reading past it
+#: (``read`` takes a pipe's bytes one at a time), and sets ``n`` to the newline
+#: that line refers to. Nothing is evaluated yet.
+_READ_ENV = (
+    "n='\n'; IFS= read -r e || "
+    "{ echo 'corral: the environment did not arrive on stdin' >&2; exit 125; }"
+)
+
+
+def export_line(env: Mapping[str, str]) -> bytes:
+    """One line of shell that exports *env*, sent on the command's stdin before its input.
+
+    Each value is single-quoted, and each newline in it is written
+    ``'"$n"'`` (the reader sets ``n`` to a newline), so the line holds one
+    newline, at its end, whatever the values hold. The shell expands every
+    argument of ``export`` before it assigns any, so a variable of *env*
+    named ``n`` or ``e`` does not change what the others get. Encoded as
+    UTF-8, lone surrogates as the bytes they stand for (as in ``argv``).
+
+    Raises:
+        ValueError: A name is not a shell variable name, or a value holds
+            NUL (the sandbox proxy refuses both before this).
+    """
+    words = []
+    for key, value in env.items():
+        if not _NAME.match(key):
+            raise ValueError(f"env key {key!r} is not a shell variable name")
+        if "\0" in value:
+            raise ValueError(f"env[{key!r}] holds NUL")
+        quoted = value.replace("'", "'\\''").replace("\n", "'\"$n\"'")
+        words.append(f"{key}='{quoted}'")
+    return ("export " + " ".join(words) + "\n").encode("utf-8", "surrogateescape")
+
+
+def env_reader_argv(argv: list[str], *, tags: Mapping[str, str], stdin: bool) -> list[str]:
+    """*argv* behind a ``/bin/sh`` that first reads and exports the :func:`export_line` line.
+
+    For a command run through ``sudo``, which resets the environment: the
+    shell exports *tags* (names and values that are not secret: they are on
+    its command line), reads the line from its stdin, evaluates it and
+    ``exec``\\ s *argv* (looked up in the new ``PATH``) with the rest of
+    stdin, or with ``/dev/null`` without *stdin*. It replaces the ``env``
+    that set the variables before, so it costs no extra ``execve``; the
+    shell itself, until it ``exec``\\ s, carries no tag.
+    """
+    exports = " ".join(f"{key}={_q(value)}" for key, value in tags.items())
+    script = (
+        (f"export {exports}; " if exports else "")
+        + f'{_READ_ENV}; eval "$e"; exec "$@"'
+        + ("" if stdin else " </dev/null")
+    )
+    return ["/bin/sh", "-c", script, "sh", *argv]
+
 
 def exec_script(
     argv: list[str],
@@ -74,13 +137,17 @@ def exec_script(
     """The script that checks *cwd*, *argv[0]* and *user*, prints the header and runs *argv*.
 
     *env* holds shell variable names and no NUL (the sandbox proxy checked
-    it); *tag* is the sandbox's token.
-    Without *stdin*, the command reads ``/dev/null`` (as a local command
-    given no input does), and the channel needs no EOF from us.
+    it); *tag* is the sandbox's token. The script holds no value of *env*:
+    when *env* is not empty, the caller sends :func:`export_line` ``(env)``
+    on the channel first, then the input (if any). Without *stdin*, the
+    command reads ``/dev/null`` (as a local command given no input does),
+    and the channel needs no EOF from us.
 
     Before it ``exec``\\ s the command, the script starts a watcher (see
     :func:`_watcher`) that kills the command's group once the channel or the
-    connection is gone.
+    connection is gone. It watches the channel itself only when nothing but
+    us reads it after that: not when the command reads its input, nor when
+    the shell that reads the variables for another user is still to start.
     """
     cwd_q = _q(cwd)
     lines = [
@@ -92,9 +159,9 @@ def exec_script(
         f"if [ ! -e {cwd_q} ]; then s=nocwd; elif [ ! -d {cwd_q} ]; then s=notdir; "
         "else s=cwdperm; fi",
     ]
-    assignments = " ".join(f"{key}={_q(value)}" for key, value in env.items())
     command = " ".join(_q(arg) for arg in argv) + ("" if stdin else " </dev/null")
     program = _q(argv[0])
+    channel = not stdin
     if user is None:
         if "/" in argv[0]:
             lines.append(
@@ -104,20 +171,24 @@ def exec_script(
         else:
             lines.append(f"elif ! command -v {program} >/dev/null 2>&1; then s=noprog")
         lines.append("fi")
-        exports = f"export {TAG_VARIABLE}={tag}" + (f" {assignments}" if assignments else "")
-        run = f"{exports}; exec {command}"
+        # Evaluated after the watcher has forked: it carries neither the tag nor the values.
+        run = f"export {TAG_VARIABLE}={tag}; " + ('eval "$e"; ' if env else "") + f"exec {command}"
     else:
-        # sudo resets the environment: ``env`` puts the variables back.
+        # sudo resets the environment: ``env`` puts the tag back, or a shell
+        # run as the user exports it and reads the variables.
         lines.append(f"elif ! sudo -n -u {_q(user)} true >/dev/null 2>&1; then s=nosudo")
         lines.append("fi")
-        run = (
-            f"exec sudo -n -u {_q(user)} -- env {TAG_VARIABLE}={tag}"
-            + (f" {assignments}" if assignments else "")
-            + f" {command}"
-        )
+        if env:
+            reader = env_reader_argv(argv, tags={TAG_VARIABLE: tag}, stdin=stdin)
+            run = f"exec sudo -n -u {_q(user)} -- " + " ".join(_q(arg) for arg in reader)
+            channel = False  # the watcher would race that shell for the line
+        else:
+            run = f"exec sudo -n -u {_q(user)} -- env {TAG_VARIABLE}={tag} {command}"
     lines.append(f'printf \'{HEADER.decode()} %s %s %s\\n\' "$$" "$g" "$s"')
     lines.append('[ "$s" = ok ] || exit 0')
-    lines.append(_watcher(channel=not stdin))
+    if env and user is None:
+        lines.append(_READ_ENV)  # before the watcher forks, so that it cannot read the line
+    lines.append(_watcher(channel=channel))
     lines.append(run)
     return "\n".join(lines)
 
