@@ -13,7 +13,15 @@ Commands:
 A relative name is looked up in the trace directory first, then in the current
 directory; if only its gzipped version exists (the process has exited since),
 that is read instead. Problems the user can fix (no such file, no trace files
-at all) end the command with exit code 1 and one line on stderr.
+at all) end the command with exit code 1 and one line on stderr; so does a
+path that is not a regular file (a FIFO is refused, never waited on).
+
+A trace file holds text a model chose, so nothing from it reaches the terminal
+as it is: every string is passed through :func:`_visible` (control, bidi and
+other non-printable characters shown as ``\x1b``, ``\u202e``, as ``repr``
+shows them) and handed to rich as :class:`~rich.text.Text`, never as markup;
+JSON output goes through :func:`_json_text`, which escapes the same characters
+the JSON way.
 
 This module imports click and rich; only the ``corral`` command line imports
 it, never the library.
@@ -70,17 +78,19 @@ def list_command(as_json: bool) -> None:
     files = _trace_files(trace_dir())
     if as_json:
         rows = [{"file": str(info.path), "mtime": info.mtime} for info in files]
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(_json_text(rows))
         return
     if not files:
-        click.echo(f"No trace files in {trace_dir()}.")
+        click.echo(f"No trace files in {_visible(str(trace_dir()))}.")
         return
     table = Table(box=None, show_edge=False)
     table.add_column("Time", no_wrap=True)
     table.add_column("Trace File", overflow="fold")
     for info in files:
         when = datetime.fromtimestamp(info.mtime).astimezone()
-        table.add_row(when.strftime("%d-%b %H:%M:%S %Z"), Text(shlex.quote(str(info.path))))
+        table.add_row(
+            when.strftime("%d-%b %H:%M:%S %Z"), Text(_visible(shlex.quote(str(info.path))))
+        )
     Console().print(table)
 
 
@@ -94,7 +104,7 @@ def dump_command(trace_file: str | None, filter_: str | None) -> None:
     """
     records = _matching(_read(trace_file).records, filter_)
     dumped = [record.model_dump(mode="json", exclude_unset=True) for record in records]
-    click.echo(json.dumps(dumped, indent=2, ensure_ascii=False))
+    click.echo(_json_text(dumped))
 
 
 @trace.command("anomalies")
@@ -121,10 +131,10 @@ def anomalies_command(
             "as_of": datetime.fromtimestamp(as_of).astimezone().isoformat(),
             **{name: [row.to_json() for row in rows] for name, rows in found.buckets()},
         }
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        click.echo(_json_text(report))
         return
     console = Console()
-    console.print(Text(f"TRACE: {traced.path}"), soft_wrap=True)
+    console.print(Text(f"TRACE: {_visible(str(traced.path))}"), soft_wrap=True)
     shown = [
         (name, rows)
         for name, rows in found.buckets()
@@ -160,7 +170,7 @@ def tree_command(trace_file: str | None, filter_: str | None) -> None:
     nodes = _build_nodes(_actions(traced.records))
     keep = _kept(nodes, filter_)
     color = False if os.environ.get("NO_COLOR") else None
-    click.echo(f"TRACE: {traced.path}", color=color)
+    click.echo(f"TRACE: {_visible(str(traced.path))}", color=color)
     if not keep:
         click.echo("No actions found in trace file." if filter_ is None else "No actions match.")
         return
@@ -177,7 +187,7 @@ def _trace_files(directory: Path) -> list[TraceFileInfo]:
         files = list_trace_files(directory)
     except OSError as exc:
         raise click.ClickException(
-            f"Cannot read the trace directory '{directory}': {exc.strerror or exc}."
+            f"Cannot read the trace directory '{_visible(str(directory))}': {exc.strerror or exc}."
         ) from None
     configured = os.environ.get(ENV_TRACE_FILE)
     if configured:
@@ -201,7 +211,7 @@ def _resolve(trace_file: str | None) -> Path:
     if trace_file is None:
         files = _trace_files(directory)
         if not files:
-            raise click.ClickException(f"No trace files in {directory}.")
+            raise click.ClickException(f"No trace files in {_visible(str(directory))}.")
         return files[0].path
     given = Path(trace_file).expanduser()
     places = [given] if given.is_absolute() else [directory / given, given]
@@ -210,8 +220,12 @@ def _resolve(trace_file: str | None) -> Path:
             return place
         if place.name and (zipped := place.with_name(place.name + ".gz")).exists():
             return zipped  # the process exited and compressed its file
-    where = "" if given.is_absolute() else f" (looked in {directory} and the current directory)"
-    raise click.ClickException(f"The trace file '{trace_file}' does not exist{where}.")
+    where = (
+        ""
+        if given.is_absolute()
+        else f" (looked in {_visible(str(directory))} and the current directory)"
+    )
+    raise click.ClickException(f"The trace file '{_visible(trace_file)}' does not exist{where}.")
 
 
 def _read(trace_file: str | None) -> TraceFile:
@@ -221,10 +235,10 @@ def _read(trace_file: str | None) -> TraceFile:
         traced = read_trace_file(path)
     except OSError as exc:
         raise click.ClickException(
-            f"Cannot read the trace file '{path}': {exc.strerror or exc}."
+            f"Cannot read the trace file '{_visible(str(path))}': {exc.strerror or exc}."
         ) from None
     if traced.note:
-        click.echo(traced.note, err=True)
+        click.echo(_visible(traced.note), err=True)
     return traced
 
 
@@ -247,12 +261,78 @@ def _actions(records: list[TraceRecord] | tuple[TraceRecord, ...]) -> list[Actio
         else:
             unknown[record.event] += 1
     if unknown:
-        names = ", ".join(repr(event) for event in unknown)
+        shown = [repr(_shortened(event)) for event in list(unknown)[:_NAMES_SHOWN]]
+        if len(unknown) > _NAMES_SHOWN:
+            shown.append(f"and {len(unknown) - _NAMES_SHOWN} more")
+        names = ", ".join(shown)
         click.echo(
             f"note: skipped {unknown.total()} action record(s) with an unknown event: {names}",
             err=True,
         )
     return actions
+
+
+#: How many distinct unknown events a note names, and how much of each.
+_NAMES_SHOWN = 5
+_NAME_CHARS = 40
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= _NAME_CHARS else text[:_NAME_CHARS] + "…"
+
+
+# -- showing hostile text ---------------------------------------------------------------
+
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _visible(text: str) -> str:
+    r"""*text* with every character ``str.isprintable`` rejects escaped, as ``repr`` does.
+
+    That is C0 and C1 controls (``\x1b``, ``\x9b``), DEL, bidi and other format
+    characters (``\u202e``), line and paragraph separators, lone surrogates and
+    unassigned code points. Printable Unicode and backslashes are kept as they
+    are, so an ordinary command reads as it was typed.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    code = ord(ch)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def _json_text(value: object) -> str:
+    """*value* as indented JSON, with no character that ``str.isprintable`` rejects.
+
+    ``json.dumps`` escapes C0 controls but passes C1 controls, DEL, bidi
+    characters and lone surrogates through; those are escaped here as
+    ``\\uXXXX`` (a surrogate pair above U+FFFF), which decodes to the same
+    text. Only the newlines of the indentation are left: inside a string,
+    ``json.dumps`` has escaped them already.
+    """
+    lines = json.dumps(value, indent=2, ensure_ascii=False).split("\n")
+    return "\n".join(
+        line if line.isprintable() else "".join(_json_escaped(ch) for ch in line) for line in lines
+    )
+
+
+def _json_escaped(ch: str) -> str:
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 # -- anomalies --------------------------------------------------------------------------
@@ -345,11 +425,11 @@ def _anomaly_table(name: str, rows: list[_Row]) -> Table:
     table.add_column("Detail", overflow="fold")
     table.add_column("Start Time", no_wrap=True)
     for row in rows:
-        detail = Text(row.detail)
+        detail = Text(_visible(row.detail))
         if row.record.event == "error":
-            detail.append(f"\n{_error_text(row.record)}", style="red")
+            detail.append(f"\n{_visible(_error_text(row.record))}", style="red")
         table.add_row(
-            Text(row.record.action),
+            Text(_visible(row.record.action)),
             _seconds(row.duration),
             detail,
             _clock(row.start_time),
@@ -495,14 +575,12 @@ def _draw(nodes: dict[str, _Node], keep: set[str], now: float) -> list[str]:
 
 
 def _label(node: _Node, nodes: dict[str, _Node], now: float) -> str:
-    text = f"{click.style(node.action, bold=True)}: {_one_line(node.detail)}  {_status(node, now)}"
+    action = click.style(_visible(node.action), bold=True)
+    text = f"{action}: {_visible(node.detail)}  {_status(node, now)}"
     if node.parent_id is not None and node.parent_id not in nodes:
-        text += click.style(f"  (parent {node.parent_id} is not in this file)", dim=True)
+        parent = _visible(node.parent_id)
+        text += click.style(f"  (parent {parent} is not in this file)", dim=True)
     return text
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _status(node: _Node, now: float) -> str:
@@ -518,5 +596,5 @@ def _status(node: _Node, now: float) -> str:
         return click.style(f"cancelled after {took}", fg="magenta")
     if finish.event == "timeout":
         return click.style(f"timed out after {took}", fg="red")
-    error = _one_line(_error_text(finish))
+    error = _visible(_error_text(finish))
     return click.style(f"error after {took}: {error}", fg="red", bold=True)

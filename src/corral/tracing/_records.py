@@ -12,22 +12,33 @@ killed mid-write: a truncated last line, a line that is not JSON, or a record
 that fails validation is skipped and counted, and :attr:`TraceFile.note` says
 so in one line for the command line to print. The library itself never prints.
 
+Reading is also wary, because the files hold text a model chose and may be
+crafted outright: only regular files are opened (a FIFO is refused, not
+waited on), a file is read one line at a time, gzipped or not, a line longer
+than :data:`MAX_LINE_BYTES` is skipped without being kept in memory, and a
+number a writer could not have written (an infinite ``duration``, a
+``start_time`` in the year 31 million) fails validation like any other wrong
+value, so that whatever reads a record can format it.
+
 Nothing here imports click or rich: this module is safe to use from library
 code and from tests.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
+import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Protocol, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
+from .._core._files import file_kind
 from ._storage import is_trace_file_name
 
 if TYPE_CHECKING:
@@ -35,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINISH_EVENTS",
+    "LATEST_START_TIME",
+    "MAX_LINE_BYTES",
     "ActionTraceRecord",
     "SimpleTraceRecord",
     "TraceFile",
@@ -47,6 +60,24 @@ __all__ = [
 
 #: The ``event`` values that end an action (``"enter"`` starts one).
 FINISH_EVENTS = frozenset({"exit", "cancel", "timeout", "error"})
+
+#: The longest line a trace file may hold, not counting its newline: 16 MiB. A
+#: record is a command line or a traceback, far shorter; a longer line is read
+#: past in small pieces, never held whole, and counted as skipped.
+MAX_LINE_BYTES = 16 << 20
+
+#: The latest ``start_time`` a record may hold: 9999-01-01 UTC, so that the
+#: local date and time of any valid start can be shown in any time zone.
+LATEST_START_TIME = 253_370_764_800.0
+
+_SKIP_CHUNK = 1 << 20
+"""How much of an over-long line is read at a time while it is skipped."""
+
+#: Seconds since the epoch, from 1970 to :data:`LATEST_START_TIME`.
+_StartTime: TypeAlias = Annotated[float, Field(ge=0.0, le=LATEST_START_TIME, allow_inf_nan=False)]
+#: A duration in seconds: finite and not negative (the writer measures it on a
+#: monotonic clock).
+_Duration: TypeAlias = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
 class _TraceRecordBase(BaseModel):
@@ -98,10 +129,17 @@ class ActionTraceRecord(_TraceRecordBase):
     """Identifies the action; shared by its enter and finish records."""
     parent_id: str | None = None
     """The ``trace_id`` of the enclosing action, or ``None`` at the top."""
-    start_time: float | None = None
-    """When the action started (seconds since the epoch); on enter and finish records."""
-    duration: float | None = None
-    """How long the action ran, in seconds; on finish records."""
+    start_time: _StartTime | None = None
+    """When the action started (seconds since the epoch); on enter and finish records.
+
+    A record whose start is before 1970 or after :data:`LATEST_START_TIME`, or
+    not a finite number, fails validation.
+    """
+    duration: _Duration | None = None
+    """How long the action ran, in seconds; on finish records.
+
+    A record whose duration is negative or not a finite number fails validation.
+    """
     error: str | None = None
     """The exception's message; on ``error`` records."""
     error_type: str | None = None
@@ -202,12 +240,17 @@ def read_trace_file(path: str | os.PathLike[str]) -> TraceFile:
 
     Lines that cannot be read are skipped and counted in the result rather
     than raising: a last line cut short by a crash, a line that is not JSON or
-    not a JSON object, a record that fails validation, and (for a ``.gz``
+    not a JSON object (JSON nested too deep included), a record that fails
+    validation, a line longer than :data:`MAX_LINE_BYTES`, and (for a ``.gz``
     file) compressed data that ends early. :attr:`TraceFile.note` describes
     them in one line.
 
-    The whole file is read into memory. This function does blocking file I/O:
-    from async code, run it in a worker thread.
+    The file is read one line at a time, so a small gzipped file that
+    expands to one huge line is no more than :data:`MAX_LINE_BYTES` in
+    memory; the records read are all kept. Only a regular file is read: the
+    file is opened without blocking and checked before anything is read from
+    it, so a FIFO with no writer is refused at once. This function does
+    blocking file I/O: from async code, run it in a worker thread.
 
     Args:
         path: The trace file.
@@ -217,7 +260,9 @@ def read_trace_file(path: str | os.PathLike[str]) -> TraceFile:
 
     Raises:
         OSError: If the file cannot be opened (``FileNotFoundError`` if it
-            does not exist).
+            does not exist, ``PermissionError``), or read; or if it is not a
+            regular file: ``IsADirectoryError`` for a directory, and
+            ``EINVAL`` for a FIFO, socket or device, naming what it is.
     """
     path = Path(path)
     records: list[TraceRecord] = []
@@ -231,9 +276,12 @@ def read_trace_file(path: str | os.PathLike[str]) -> TraceFile:
             problem = why
 
     for number, line in _numbered_lines(path, skip):
+        where = f"line {number}"
+        if line is None:
+            skip(f"{where}: longer than {MAX_LINE_BYTES >> 20} MiB, not read")
+            continue
         if not line.strip():
             continue
-        where = f"line {number}"
         try:
             data = from_json(line)
         except ValueError as exc:
@@ -260,16 +308,64 @@ def _validate(data: dict[str, Any]) -> TraceRecord:
     return SimpleTraceRecord.model_validate(data)
 
 
-def _numbered_lines(path: Path, skip: Callable[[str], None]) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line number, line)``, calling ``skip`` if gzip data ends early."""
-    if path.name.endswith(".gz"):
+class _LineReader(Protocol):
+    """A binary file, plain or gzipped, as far as reading lines goes."""
+
+    def readline(self, size: int, /) -> bytes: ...
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open *path* for reading if it is a regular file, without blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:  # ENXIO: a socket, or a device with no driver
+            raise
+        _check_regular(os.stat(path).st_mode, path)
+        raise
+    try:
+        _check_regular(os.fstat(fd).st_mode, path)
+        os.set_blocking(fd, True)
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_regular(mode: int, path: Path) -> None:
+    """Raise the error naming what *path* is, unless *mode* is a regular file's."""
+    if stat.S_ISREG(mode):
+        return
+    why = f"only regular files are read as trace files; this is {file_kind(mode)}"
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, why, str(path))
+    raise OSError(errno.EINVAL, why, str(path))
+
+
+def _bounded_lines(f: _LineReader) -> Iterator[bytes | None]:
+    """Each line of *f*, or ``None`` for a line longer than :data:`MAX_LINE_BYTES`.
+
+    An over-long line is read past in pieces of :data:`_SKIP_CHUNK` bytes.
+    """
+    while line := f.readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := f.readline(_SKIP_CHUNK)) and not rest.endswith(b"\n"):
+            pass
+        yield None
+
+
+def _numbered_lines(path: Path, skip: Callable[[str], None]) -> Iterator[tuple[int, bytes | None]]:
+    """Yield ``(line number, line or None if too long)``; ``skip`` if gzip data ends early."""
+    with _open_regular(path) as raw:
+        if not path.name.endswith(".gz"):
+            yield from enumerate(_bounded_lines(raw), start=1)
+            return
         number = 0
-        with gzip.open(path, "rb") as f:
+        with gzip.GzipFile(fileobj=raw, mode="rb") as f:
             try:
-                for number, line in enumerate(f, start=1):
+                for number, line in enumerate(_bounded_lines(f), start=1):
                     yield number, line
             except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 skip(f"after line {number}: compressed data ends early or is corrupt ({exc})")
-    else:
-        with path.open("rb") as f:
-            yield from enumerate(f, start=1)
