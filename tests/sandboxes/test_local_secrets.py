@@ -143,14 +143,19 @@ def test_program_missing_after_the_env_is_read(other_user: str) -> None:
     assert b"corral-no-such-program" in done.stderr
 
 
-@pytest.mark.parametrize("shell", ["dash", "bash", "zsh", "ksh", "mksh", "busybox"])
-def test_every_posix_shell_reads_the_line(shell: str) -> None:
+#: The POSIX shells on this machine (dash and bash at least), each a login shell a host may have.
+_SHELLS = [
+    (shell, path)
+    for shell in ("dash", "bash", "zsh", "ksh", "mksh", "busybox")
+    if (path := shutil.which(shell)) is not None
+]
+
+
+@pytest.mark.parametrize(("shell", "path"), _SHELLS, ids=[shell for shell, _ in _SHELLS])
+def test_every_posix_shell_reads_the_line(shell: str, path: str) -> None:
     """Over SSH the login shell reads the line itself: any POSIX shell must get it right."""
     from corral.sandboxes._ssh._script import env_reader_argv, export_line
 
-    path = shutil.which(shell)
-    if path is None:
-        pytest.skip(f"{shell} is not installed")
     value, _ = secret_value()
     env = {"SECRET": value, "n": "N", "e": "E", "IFS": "x"}
     tags = {"CORRAL_TAG": "t 1"}
