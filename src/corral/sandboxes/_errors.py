@@ -5,8 +5,9 @@ Hierarchy::
     Exception
     ├── OutputLimitExceededError      an exec stream or a file is over its limit
     ├── RuntimeError
-    │   └── SandboxUnavailableError   the provider cannot run anything (host down, ...)
-    │       └── HostRefusedError      a host was reached but refused us (host key, login)
+    │   ├── SandboxUnavailableError   the provider cannot run anything (host down, ...)
+    │   │   └── HostRefusedError      a host was reached but refused us (host key, login)
+    │   └── SandboxUserUnsupportedError  the sandbox cannot run anything as that user
     └── OSError
         └── TimeoutError
             └── SandboxTimeoutError   exec, read_file or write_file ran out of time
@@ -23,6 +24,7 @@ __all__ = [
     "OutputLimitExceededError",
     "SandboxTimeoutError",
     "SandboxUnavailableError",
+    "SandboxUserUnsupportedError",
 ]
 
 
@@ -71,4 +73,20 @@ class HostRefusedError(SandboxUnavailableError):
     entering ``corral.task(...)``, with this error itself; a sample with an
     SSH sandbox of its own raises it inside the task's nursery, where
     ``except* HostRefusedError`` catches it.
+    """
+
+
+class SandboxUserUnsupportedError(RuntimeError):
+    """The sandbox's configuration rules out running commands as the requested user.
+
+    A provider's ``exec`` raises it when ``user=`` can never work in this
+    sandbox (a provider that only runs as the current user, a container
+    without that account), as ``inspect_ai``'s providers do. It is not for a
+    fault that might pass (a timeout, a lost connection) nor for a command
+    that ran and failed: those stay ``TimeoutError``,
+    :class:`SandboxUnavailableError` and an unsuccessful ``ExecResult``.
+
+    corral's own providers report a user they cannot switch to with
+    :class:`PermissionError` instead, which the contract documents; code that
+    must handle both catches ``(SandboxUserUnsupportedError, PermissionError)``.
     """

@@ -28,6 +28,16 @@ from .._state._store import Store, store
 from .._state._store_model import StoreModel, store_as, store_from_events_as
 from .._state._subtask import Subtask, subtask
 from .._state._transcript import Transcript, transcript
+from ..sandboxes._compose import (
+    ComposeBuild,
+    ComposeConfig,
+    ComposeHealthcheck,
+    ComposeService,
+    ComposeVolumeMount,
+    is_compose_yaml,
+    is_dockerfile,
+    parse_compose_yaml,
+)
 from ..sandboxes._environment import (
     SandboxConnection,
     SandboxEnvironment,
@@ -37,10 +47,17 @@ from ..sandboxes._errors import (
     OutputLimitExceededError,
     SandboxTimeoutError,
     SandboxUnavailableError,
+    SandboxUserUnsupportedError,
 )
 from ..sandboxes._lookup import sandbox, sandbox_default, sandbox_with
 from ..sandboxes._output_limits import override_sandbox_output_limit
 from ..sandboxes._registry import sandboxenv
+from ..sandboxes._types import (
+    SandboxEnvironmentConfigType,
+    SandboxEnvironmentLimits,
+    SandboxEnvironments,
+    SandboxEnvironmentType,
+)
 from ..tracing._actions import TRACE, trace_action, trace_message
 from ._display import DisplayType, display_type, input_screen
 from ._resource import ResourceError, resource
@@ -49,6 +66,11 @@ from ._throttle import throttle
 __all__ = [
     "TRACE",
     "BaseEvent",
+    "ComposeBuild",
+    "ComposeConfig",
+    "ComposeHealthcheck",
+    "ComposeService",
+    "ComposeVolumeMount",
     "DisplayType",
     "Event",
     "ExecResult",
@@ -60,10 +82,15 @@ __all__ = [
     "SampleLog",
     "SandboxConnection",
     "SandboxEnvironment",
+    "SandboxEnvironmentConfigType",
+    "SandboxEnvironmentLimits",
     "SandboxEnvironmentSpec",
+    "SandboxEnvironmentType",
+    "SandboxEnvironments",
     "SandboxEvent",
     "SandboxTimeoutError",
     "SandboxUnavailableError",
+    "SandboxUserUnsupportedError",
     "SpanBeginEvent",
     "SpanEndEvent",
     "Store",
@@ -77,7 +104,10 @@ __all__ = [
     "current_span_id",
     "display_type",
     "input_screen",
+    "is_compose_yaml",
+    "is_dockerfile",
     "override_sandbox_output_limit",
+    "parse_compose_yaml",
     "resource",
     "sandbox",
     "sandbox_default",
