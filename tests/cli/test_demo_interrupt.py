@@ -108,3 +108,28 @@ def test_a_partial_summary_with_nothing_finished(tmp_path: Path) -> None:
     assert "no exec finished" in text
     assert "nan" not in text
     assert "FAIL" not in text
+
+
+@pytest.mark.anyio
+async def test_a_command_killed_by_the_ctrl_c_is_no_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The terminal sends SIGINT to the demo's whole group: a command forked that
+    # moment (not yet in a group of its own) dies of it, which is the interrupt,
+    # not the sample failing (seen once with two suites running).
+    import corral
+    from corral._cli import _demo
+
+    async def work(id: int, report: _Report) -> None:
+        await _demo._exec(report, ["sh", "-c", "kill -INT $$"])
+
+    monkeypatch.setattr(_demo, "_work", work)
+    report = _Report(DemoConfig(samples=1), tmp_path)
+    async with corral.task("demo", sandbox="local") as task:
+        await _demo._run_sample(task, 1, report)
+    assert report.outcomes == {}
+    assert report.interrupted
+    table, _ = _summary(report, 0.0, 0, interrupted=True)
+    buffer = io.StringIO()
+    Console(file=buffer, width=120).print(table)
+    assert "FAIL" not in buffer.getvalue()

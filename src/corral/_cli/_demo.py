@@ -179,7 +179,17 @@ async def _exec(report: _Report, cmd: list[str], timeout: float | None = None) -
     started = time.perf_counter()
     result = await sandbox().exec(cmd, timeout=timeout)
     report.latencies.append(time.perf_counter() - started)
+    if result.returncode == -signal.SIGINT:
+        raise _CtrlC(cmd[0])
     return result
+
+
+class _CtrlC(Exception):
+    """A command died of the terminal's Ctrl-C.
+
+    The terminal sends SIGINT to the demo's whole process group; a command
+    started that very moment (forked, not yet in a group of its own) gets it too.
+    """
 
 
 def _check(what: str, ok: bool, detail: object = "") -> None:
@@ -274,6 +284,8 @@ async def _run_sample(
             task_status.started()
             ready = True
             await _work(id, report)
+    except _CtrlC:
+        report.interrupted = True  # as cancelled with the task: no outcome
     except SandboxTimeoutError as exc:  # only the designated sample's exec may time out
         report.outcomes[id] = FAILED
         report.errors[id] = f"{type(exc).__name__}: {exc}"
