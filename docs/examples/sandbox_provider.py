@@ -34,12 +34,15 @@ class ScratchSandbox(SandboxEnvironment):
         user: str | None = None,
         timeout: int | float | None = None,
         timeout_retry: bool = True,
+        concurrency: bool = True,
     ) -> ExecResult[str]:
         if user is not None:
             raise PermissionError(f"the scratch sandbox cannot run commands as {user!r}")
         # The arguments arrive checked, and the runtime applies `timeout` as a
         # cancellation, on which subprocess() stops the command's whole process group.
-        return await subprocess(cmd, input=input, cwd=self.root / (cwd or "."), env=env)
+        return await subprocess(
+            cmd, input=input, cwd=self.root / (cwd or "."), env=env, concurrency=concurrency
+        )
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
         path = self.root / file

@@ -13,6 +13,15 @@ the contract, for ``sandbox()``, and on exit runs ``sample_cleanup``, with
 ``interrupted=True`` when the sample was cancelled, timed out or raised.
 Cleanups run shielded and bounded: a provider that hangs is given up on with
 a warning, and the scope still exits.
+
+Configs reach providers as the providers take them: a ``dict`` config
+becomes the provider's model (``config_deserialize``, or ``ComposeConfig``
+for a docker-compatible provider) before ``task_init_environment``,
+``task_init``, ``sample_init``, ``sample_cleanup`` and ``task_cleanup`` see
+it. A provider's ``task_init_environment`` is asked, for the task's sandbox
+and then for each sample with its metadata, which environment variables its
+``task_init`` needs: each distinct answer gets a ``task_init`` of its own
+(run with those variables in ``os.environ``) and a ``task_cleanup``.
 """
 
 from __future__ import annotations
@@ -21,20 +30,22 @@ import contextlib
 import json
 import logging
 import math
+import os
 import warnings
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from pydantic import BaseModel
 
 from .._core._limiters import current_registry
 from ..sandboxes._environment import SandboxEnvironment, SandboxEnvironmentSpec
 from ..sandboxes._lookup import sandbox_environments
 from ..sandboxes._proxy import wrap_environments
-from ..sandboxes._registry import sandbox_class
+from ..sandboxes._registry import provider_config, sandbox_class
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Hashable
+    from collections.abc import AsyncIterator, Awaitable, Hashable, Iterator, Mapping
 
     from .._core._limiters import Limiter
 
@@ -82,12 +93,51 @@ async def _bounded(what: str, call: Awaitable[None]) -> None:
 
 
 def _spec_key(spec: SandboxEnvironmentSpec) -> Hashable:
-    """*spec* itself, or for a config that cannot be hashed (a dict), its canonical JSON."""
+    """*spec* itself, or for a config that cannot be hashed (a dict, a model), canonical JSON."""
     try:
         hash(spec)
     except TypeError:
-        return (spec.type, json.dumps(spec.config, sort_keys=True, default=repr))
+        config = spec.config
+        if isinstance(config, BaseModel):
+            return (spec.type, type(config), config.model_dump_json())
+        return (spec.type, json.dumps(config, sort_keys=True, default=repr))
     return spec
+
+
+async def _init_environment(
+    provider: type[SandboxEnvironment], config: object, metadata: Mapping[str, Any]
+) -> tuple[tuple[str, str], ...]:
+    """What *provider*'s ``task_init_environment`` asks for, checked and sorted.
+
+    Raises:
+        TypeError: It did not return a ``dict`` of ``str`` to ``str`` (the
+            message names the provider).
+        Exception: Whatever it raised.
+    """
+    env = await provider.task_init_environment(config, dict(metadata))
+    if not isinstance(env, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in env.items()
+    ):
+        raise TypeError(
+            f"{provider.__name__}.task_init_environment() must return a dict of str to str, "
+            f"got {env!r}"
+        )
+    return tuple(sorted(env.items()))
+
+
+@contextlib.contextmanager
+def _environ(env: tuple[tuple[str, str], ...]) -> Iterator[None]:
+    """Set *env* in ``os.environ`` for the block, then put back what was there."""
+    saved = {key: os.environ.get(key) for key, _ in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class TaskSandboxes:
@@ -105,24 +155,37 @@ class TaskSandboxes:
         self.cleanup = cleanup
         self._limits = limits
         self._owned: dict[str, Limiter] = {}
-        self._started: dict[Hashable, tuple[SandboxEnvironmentSpec, type[SandboxEnvironment]]] = {}
+        self._started: dict[
+            Hashable, tuple[SandboxEnvironmentSpec, type[SandboxEnvironment], Any]
+        ] = {}
         self._lock = anyio.Lock()
 
-    async def ensure_started(self, spec: SandboxEnvironmentSpec) -> type[SandboxEnvironment]:
-        """Run ``task_init`` for *spec* unless it ran already; return the provider class.
+    async def ensure_started(
+        self, spec: SandboxEnvironmentSpec, metadata: Mapping[str, Any] | None = None
+    ) -> tuple[type[SandboxEnvironment], Any]:
+        """Run ``task_init`` for *spec* unless it ran already; return the provider and its config.
+
+        The config is *spec*'s as the provider takes it (a ``dict`` turned
+        into its model). ``task_init`` runs once per spec and per set of
+        variables ``task_init_environment(config, metadata)`` returns, with
+        those variables in ``os.environ`` while it runs.
 
         Raises:
             ValueError, ImportError, TypeError: The sandbox type is unknown or
                 cannot be imported (see ``sandbox_class``).
-            Exception: Whatever the provider's ``task_init`` raised.
+            Exception: Whatever the provider's ``config_deserialize``,
+                ``task_init_environment`` or ``task_init`` raised.
         """
         provider = sandbox_class(spec.type)
-        key = _spec_key(spec)
+        config = provider_config(provider, spec.config)
+        env = await _init_environment(provider, config, metadata or {})
+        key = (_spec_key(spec), env)
         async with self._lock:
             if key not in self._started:
-                await provider.task_init(self.task_name, spec.config)
-                self._started[key] = (spec, provider)
-        return provider
+                with _environ(env):
+                    await provider.task_init(self.task_name, config)
+                self._started[key] = (spec, provider, config)
+        return provider, config
 
     def limiter(
         self, spec: SandboxEnvironmentSpec, provider: type[SandboxEnvironment]
@@ -150,10 +213,10 @@ class TaskSandboxes:
     async def aclose(self) -> None:
         """Run ``task_cleanup`` of every started provider, shielded and bounded."""
         started, self._started = self._started, {}
-        for spec, provider in started.values():
+        for spec, provider, config in started.values():
             await _bounded(
                 f"task_cleanup of sandbox {spec.type!r}",
-                provider.task_cleanup(self.task_name, spec.config, self.cleanup),
+                provider.task_cleanup(self.task_name, config, self.cleanup),
             )
 
 
@@ -193,14 +256,14 @@ async def sample_sandboxes(
         ValueError: ``sample_init`` returned no environments.
         Exception: Whatever ``sample_init`` raised, with a note naming the provider.
     """
-    provider = await sandboxes.ensure_started(spec)
+    provider, config = await sandboxes.ensure_started(spec, metadata)
     limiter = sandboxes.limiter(spec, provider)
     slot = object()
     if limiter is not None:
         await limiter.acquire_on_behalf_of(slot)
     try:
         try:
-            environments = await provider.sample_init(sandboxes.task_name, spec.config, metadata)
+            environments = await provider.sample_init(sandboxes.task_name, config, metadata)
         except Exception as exc:
             exc.add_note(f"raised by sample_init() of sandbox {spec.type!r} ({provider.__name__})")
             raise
@@ -219,9 +282,7 @@ async def sample_sandboxes(
             if sandboxes.cleanup:
                 await _bounded(
                     f"sample_cleanup of sandbox {spec.type!r}",
-                    provider.sample_cleanup(
-                        sandboxes.task_name, spec.config, environments, interrupted
-                    ),
+                    provider.sample_cleanup(sandboxes.task_name, config, environments, interrupted),
                 )
     finally:
         if limiter is not None:

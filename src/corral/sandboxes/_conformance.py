@@ -65,14 +65,14 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from .._core._settings import subprocess_limiter
+from ._environment import SandboxConnection, SandboxEnvironment
 from ._errors import OutputLimitExceededError, SandboxTimeoutError
 from ._output_limits import override_sandbox_output_limit
 from ._proxy import SandboxEnvironmentProxy
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-    from ._environment import SandboxEnvironment
 
 __all__ = ["SandboxConformance"]
 
@@ -576,3 +576,47 @@ class SandboxConformance:
                 for i in range(32):
                     tg.start_soon(run, i)
         assert results == {i: (f"out-{i}-in-{i}", f"err-{i}") for i in range(32)}
+
+    # -- the rest of the contract -----------------------------------------
+
+    async def test_as_type(self, sandbox_env: SandboxEnvironment) -> None:
+        proxy = SandboxEnvironmentProxy(sandbox_env)
+        provider = type(sandbox_env)
+        assert sandbox_env.as_type(provider) is sandbox_env
+        assert sandbox_env.as_type(SandboxEnvironment) is sandbox_env  # type: ignore[type-abstract]
+        assert proxy.as_type(provider) is sandbox_env
+
+        class Unrelated(SandboxEnvironmentProxy):
+            pass
+
+        for env in (sandbox_env, proxy):
+            with pytest.raises(TypeError) as info:
+                env.as_type(Unrelated)
+            assert "Unrelated" in str(info.value)
+            assert provider.__name__ in str(info.value)
+
+    async def test_connection_default_user(self, sandbox: SandboxEnvironment) -> None:
+        """``connection()`` and ``connection(user=None)`` agree, or the provider offers none."""
+        try:
+            connection = await sandbox.connection()
+        except NotImplementedError:
+            with pytest.raises(NotImplementedError):
+                await sandbox.connection(user=None)
+            return
+        assert isinstance(connection, SandboxConnection)
+        assert connection.command
+        assert await sandbox.connection(user=None) == connection
+
+    async def test_exec_without_a_concurrency_slot(self, sandbox: SandboxEnvironment) -> None:
+        """``concurrency=False`` runs while every ``"subprocesses"`` slot is taken."""
+        limiter = subprocess_limiter()
+        holders = [object() for _ in range(limiter.limit)]
+        for holder in holders:
+            await limiter.acquire_on_behalf_of(holder)
+        try:
+            with anyio.fail_after(60):
+                result = await sandbox.exec(["echo", "no slot"], concurrency=False)
+        finally:
+            for holder in holders:
+                limiter.release_on_behalf_of(holder)
+        assert (result.returncode, result.stdout) == (0, "no slot\n")

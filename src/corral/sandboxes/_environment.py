@@ -14,14 +14,21 @@ them, applies ``timeout=`` as a cancel scope (a ``TimeoutError`` becomes
 ``SandboxEvent`` and traces it. A provider therefore keeps only the
 mechanics: running the command, moving the bytes, and stopping what it
 started when it is cancelled.
+
+A provider with a configuration model of its own overrides
+:meth:`SandboxEnvironment.config_deserialize`; a ``dict`` config is then
+turned into that model whenever it reaches the provider (every lifecycle
+call) and when a :class:`SandboxEnvironmentSpec` is validated, so a spec read
+back from JSON holds the provider's model again.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Literal, overload
+import logging
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 if TYPE_CHECKING:
     from .._process._subprocess import ExecResult
@@ -33,6 +40,10 @@ __all__ = [
     "SandboxEnvironment",
     "SandboxEnvironmentSpec",
 ]
+
+_logger = logging.getLogger("corral.sandbox")
+
+ST = TypeVar("ST", bound="SandboxEnvironment")
 
 
 class HostMapping(BaseModel):
@@ -75,7 +86,19 @@ class SandboxConnection(BaseModel):
 
 
 class SandboxEnvironmentSpec(BaseModel):
-    """Which provider to use and its configuration: ``SandboxEnvironmentSpec("local")``."""
+    """Which provider to use and its configuration: ``SandboxEnvironmentSpec("local")``.
+
+    A non-empty ``dict`` config is handed to the provider's
+    :meth:`~SandboxEnvironment.config_deserialize` when the spec is
+    validated (constructed, or read with ``model_validate_json``), if the
+    provider is registered and overrides it; a docker-compatible provider's
+    config that is a valid compose file becomes a ``ComposeConfig`` first. So
+    ``SandboxEnvironmentSpec.model_validate_json(spec.model_dump_json())``
+    gives back the provider's model, not a ``dict``. Otherwise (an unknown
+    type, a provider without a model, or one that refuses the dict) the
+    ``dict`` is kept as it is, and the refusal is raised when the config
+    reaches the provider, at ``task_init``.
+    """
 
     model_config = ConfigDict(frozen=True, defer_build=True)
 
@@ -84,6 +107,20 @@ class SandboxEnvironmentSpec(BaseModel):
 
     def __init__(self, type: str, config: Any = None) -> None:
         super().__init__(type=type, config=config)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_model(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        kind, config = data.get("type"), data.get("config")
+        if not (isinstance(kind, str) and isinstance(config, dict) and config):
+            return data
+        # The registry imports this module; it is always loaded first (by the
+        # package), so this import only looks it up.
+        from ._registry import spec_config
+
+        return {**data, "config": spec_config(kind, config)}
 
 
 class SandboxEnvironment(abc.ABC):
@@ -109,6 +146,7 @@ class SandboxEnvironment(abc.ABC):
         user: str | None = None,
         timeout: int | float | None = None,
         timeout_retry: bool = True,
+        concurrency: bool = True,
     ) -> ExecResult[str]:
         """Run *cmd* (a program and its arguments, never through a shell) and wait for it.
 
@@ -128,6 +166,13 @@ class SandboxEnvironment(abc.ABC):
             timeout: Seconds the command may run.
             timeout_retry: Whether the provider may retry a command that timed
                 out for reasons of its own (advisory).
+            concurrency: Whether the command takes a slot of the concurrency
+                limit its provider applies to commands it runs on this
+                machine (the local provider: the ``"subprocesses"`` limit).
+                ``False`` runs it without waiting for, or holding, such a
+                slot. Resources a command cannot run without (an SSH
+                session on a connection) are still taken. The proxy passes
+                it only to providers whose ``exec`` declares it.
 
         Returns:
             The command's exit status and output, decoded as UTF-8 with
@@ -178,8 +223,11 @@ class SandboxEnvironment(abc.ABC):
                 (100 MiB); nothing is read.
         """
 
-    async def connection(self) -> SandboxConnection:
+    async def connection(self, *, user: str | None = None) -> SandboxConnection:
         """Return how to open a shell in this sandbox by hand.
+
+        Args:
+            user: Open the shell as this user instead of the sandbox's default.
 
         Raises:
             NotImplementedError: The provider offers no connection.
@@ -187,10 +235,66 @@ class SandboxEnvironment(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not offer a connection")
 
+    def as_type(self, sandbox_cls: type[ST]) -> ST:
+        """Return this environment as a *sandbox_cls*, to reach what only that provider has.
+
+        ``sandbox().as_type(LocalSandboxEnvironment).directory``. Through the
+        proxy (as ``sandbox()`` returns it) this is the provider's own object,
+        which the proxy's checks, limits and events do not cover.
+
+        Not a checkpoint.
+
+        Raises:
+            TypeError: The environment is not a *sandbox_cls* (the message
+                names both types), or *sandbox_cls* is not a class.
+        """
+        if not isinstance(sandbox_cls, type):
+            raise TypeError(f"sandbox_cls must be a class, got {sandbox_cls!r}")
+        if isinstance(self, sandbox_cls):
+            return self
+        raise TypeError(f"Expected instance of {sandbox_cls.__name__}, got {type(self).__name__}")
+
+    def default_polling_interval(self) -> float:
+        """Seconds between polls for providers' sandbox services (2 by default).
+
+        corral has no sandbox services that poll; the value is kept for
+        providers and tools that read it.
+        """
+        return 2
+
     @classmethod
     def config_files(cls) -> list[str]:
         """Names of configuration files this provider recognises in a task's directory."""
         return []
+
+    @classmethod
+    def is_docker_compatible(cls) -> bool:
+        """Whether the provider takes Docker configurations (a Dockerfile or ``compose.yaml``).
+
+        By default, whether one of :meth:`config_files` contains
+        ``"compose.yaml"`` (so ``False`` for a provider that lists none).
+        A docker-compatible provider's ``dict`` config that is a valid
+        compose file becomes a ``ComposeConfig`` before
+        :meth:`config_deserialize` is asked.
+        """
+        return any("compose.yaml" in name for name in cls.config_files())
+
+    @classmethod
+    def config_deserialize(cls, config: dict[str, Any]) -> BaseModel:
+        """Turn a ``dict`` config (a model dumped to JSON and read back) into the provider's model.
+
+        Override it when the provider has a configuration model:
+        ``return MyConfig.model_validate(config)``. Only overriding providers
+        are asked; for the others a ``dict`` config reaches the lifecycle
+        methods as it is.
+
+        Raises:
+            NotImplementedError: The provider has no configuration model (the default).
+        """
+        raise NotImplementedError(
+            f"{cls.__name__} has no configuration model: override config_deserialize() "
+            "to turn a dict config into one"
+        )
 
     @classmethod
     def default_concurrency(cls) -> int | None:
@@ -199,7 +303,31 @@ class SandboxEnvironment(abc.ABC):
 
     @classmethod
     async def task_init(cls, task_name: str, config: Any) -> None:
-        """Prepare the provider for a task, once, before its first sample."""
+        """Prepare the provider for a task, once, before its first sample.
+
+        Once per config and per distinct environment that
+        :meth:`task_init_environment` asks for.
+        """
+
+    @classmethod
+    async def task_init_environment(cls, config: Any, metadata: dict[str, Any]) -> dict[str, str]:
+        """Environment variables that a sample's ``task_init`` needs (none by default).
+
+        Called for the task's own sandbox when the task starts (with empty
+        *metadata*) and for each sample before its sandbox is made, with the
+        sample's metadata. Samples that get the same variables (by default
+        none) share one ``task_init``; each distinct set gets a ``task_init``
+        of its own, run with these variables set in ``os.environ`` (which
+        the whole process sees while it runs), and a ``task_cleanup``.
+
+        Args:
+            config: The sandbox's configuration.
+            metadata: The sample's metadata.
+
+        Returns:
+            Variable names and values (``{}`` to share the task's ``task_init``).
+        """
+        return {}
 
     @classmethod
     @abc.abstractmethod

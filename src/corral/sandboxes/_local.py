@@ -31,6 +31,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from .._core._files import file_kind
@@ -196,13 +197,14 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         user: str | None = None,
         timeout: int | float | None = None,
         timeout_retry: bool = True,
+        concurrency: bool = True,
     ) -> ExecResult[str]:
         """Run *cmd* on this machine and wait for it.
 
         The command runs in the sample's directory (or *cwd*, relative to
         it), with ``os.environ`` plus *env*, once it holds a slot of the
         ``"subprocesses"`` limit (the wait does not count against the
-        timeout). Stdout and stderr go to the proxy's buffers (see
+        timeout), unless *concurrency* is false. Stdout and stderr go to the proxy's buffers (see
         :mod:`~corral.sandboxes._calls`) and are returned decoded as UTF-8
         with undecodable bytes replaced. The arguments arrive checked, and
         *timeout* and the output limit are the proxy's to enforce (through
@@ -221,6 +223,10 @@ class LocalSandboxEnvironment(SandboxEnvironment):
                 and so are on no command line (which any user can read).
             timeout: Enforced by the proxy, as a cancellation.
             timeout_retry: Ignored.
+            concurrency: Take a slot of the ``"subprocesses"`` limit
+                (``max_subprocesses``) for the command's life. ``False``
+                starts it at once, neither waiting for a slot nor holding
+                one, as ``subprocess(concurrency=False)`` does.
 
         Returns:
             The exit status and the decoded output.
@@ -237,7 +243,9 @@ class LocalSandboxEnvironment(SandboxEnvironment):
 
         **Cancellation:** the command's whole process group is terminated
         (SIGTERM, then SIGKILL after the kill grace) and reaped before the
-        cancellation propagates; nothing it started in its group is left running.
+        cancellation propagates; nothing it started in its group is left
+        running. Cancelled while it waits for a slot, it takes none and
+        starts nothing.
         """
         self._check_open()
         call = exec_call()
@@ -263,14 +271,16 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         command = check_command(argv, input, workdir, extra, True)
 
         self._ran_commands = True
-        limiter = subprocess_limiter()
+        limiter = subprocess_limiter() if concurrency else None
         slot = object()
-        with call.not_counting():  # as subprocess(): waiting for a slot is not running
-            await limiter.acquire_on_behalf_of(slot)
+        if limiter is not None:
+            with call.not_counting():  # as subprocess(): waiting for a slot is not running
+                await limiter.acquire_on_behalf_of(slot)
         try:
             returncode = await run_supervised(command, call.stdout, call.stderr)
         finally:
-            limiter.release_on_behalf_of(slot)
+            if limiter is not None:
+                limiter.release_on_behalf_of(slot)
 
         out = call.stdout.value().decode("utf-8", errors="replace")
         err = call.stderr.value().decode("utf-8", errors="replace")
@@ -364,18 +374,32 @@ class LocalSandboxEnvironment(SandboxEnvironment):
             return _read_sync(path, text, limit)
         return await anyio.to_thread.run_sync(_read_sync, path, text, limit)
 
-    async def connection(self) -> SandboxConnection:
+    async def connection(self, *, user: str | None = None) -> SandboxConnection:
         """Return a shell command that opens the user's shell in the sample's directory.
+
+        A checkpoint, like every async call of the contract.
+
+        Args:
+            user: Open the shell as this user, through ``sudo -u USER`` (which
+                may ask for a password: the command is run by hand). The
+                current user, or ``None``, opens it directly.
 
         Raises:
             ConnectionError: The sandbox has been cleaned up.
         """
+        await anyio.lowlevel.checkpoint()
         if self._closed:
             raise ConnectionError(f"the local sandbox in {self._directory} has been cleaned up")
+        shell = '"${SHELL:-/bin/sh}"'
+        if user is not None and user != _current_user():
+            shell = f"sudo -u {shlex.quote(user)} -- {shell}"
         return SandboxConnection(
-            type="local",
-            command=f'cd {shlex.quote(self._directory)} && exec "${{SHELL:-/bin/sh}}"',
+            type="local", command=f"cd {shlex.quote(self._directory)} && exec {shell}"
         )
+
+    def default_polling_interval(self) -> float:
+        """0.2 seconds: polling a local service is cheap."""
+        return 0.2
 
     @classmethod
     def default_concurrency(cls) -> int | None:

@@ -165,8 +165,12 @@ class MemorySandboxEnvironment(SandboxEnvironment):
         user: str | None = None,
         timeout: int | float | None = None,
         timeout_retry: bool = True,
+        concurrency: bool = True,
     ) -> ExecResult[str]:
         """Run a builtin command (see the module docs); *user* and *timeout* are ignored.
+
+        *concurrency* is ignored too: nothing runs as a process, so there is
+        no limit to take a slot of.
 
         *env* is the whole environment of the command (``printenv`` reads it).
 
@@ -377,8 +381,8 @@ class MemorySandboxEnvironment(SandboxEnvironment):
         data = self._read(file)
         return data.decode("utf-8") if text else data
 
-    async def connection(self) -> SandboxConnection:
-        """A placeholder connection: there is no shell to open."""
+    async def connection(self, *, user: str | None = None) -> SandboxConnection:
+        """A placeholder connection, for any *user*: there is no shell to open."""
         await anyio.lowlevel.checkpoint()
         self._check_open()
         return SandboxConnection(type="memory", command="true")

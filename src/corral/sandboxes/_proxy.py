@@ -21,15 +21,23 @@ mechanics:
 The lifecycle class methods (``sample_init``, ``sample_cleanup``, ...) are
 called on the provider class, never on the proxy, and ``sample_cleanup``
 receives the provider's own environments (see :attr:`~SandboxEnvironmentProxy.inner`).
+
+The proxy is not an instance of the provider's class: ``isinstance`` answers
+for the proxy (a ``SandboxEnvironment``), and
+:meth:`~SandboxEnvironmentProxy.as_type` gives the provider's object. Public
+attributes the proxy does not have itself are read from the wrapped
+environment (``sandbox().directory`` for a local sandbox); private ones
+(``_name``) are not, and the proxy's own methods are never shadowed.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import shlex
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
 from .._core._checks import (
     check_bool,
@@ -59,6 +67,8 @@ if TYPE_CHECKING:
     from ._environment import SandboxConnection
 
 __all__ = ["SandboxEnvironmentProxy", "display_content", "wrap_environments"]
+
+_ST = TypeVar("_ST", bound=SandboxEnvironment)
 
 _logger = logging.getLogger("corral.sandbox")
 
@@ -162,6 +172,25 @@ def _too_big(contents: str | bytes, limit: int) -> bool:
     return _over(contents, limit)
 
 
+@functools.cache
+def _takes(method: Any, parameter: str) -> bool:
+    """Whether the function *method* accepts the keyword *parameter* (or any keyword)."""
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to read: assume the current contract
+        return True
+    found = parameters.get(parameter)
+    if found is not None:
+        return found.kind in (found.POSITIONAL_OR_KEYWORD, found.KEYWORD_ONLY)
+    return any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def _accepts(env: SandboxEnvironment, method: str, parameter: str) -> bool:
+    """Whether *env*'s *method* takes *parameter*: providers written before it was added do not."""
+    function = getattr(type(env), method, None)
+    return function is None or _takes(function, parameter)
+
+
 class SandboxEnvironmentProxy(SandboxEnvironment):
     """Check, time, limit, record and trace every call to the environment it wraps.
 
@@ -198,6 +227,26 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
     def __repr__(self) -> str:
         return f"<SandboxEnvironmentProxy of {self._inner!r}>"
 
+    if not TYPE_CHECKING:  # for type checkers, only the contract's attributes exist
+
+        def __getattr__(self, name: str) -> Any:
+            # Called only when the proxy has no such attribute of its own.
+            if name.startswith("_"):
+                raise AttributeError(
+                    f"{type(self).__name__!r} object has no attribute {name!r} "
+                    "(private attributes of the wrapped environment are not forwarded)"
+                )
+            try:
+                inner = object.__getattribute__(self, "_inner")
+            except AttributeError:
+                raise AttributeError(name) from None
+            return getattr(inner, name)
+
+    def __dir__(self) -> list[str]:
+        names = set(super().__dir__())
+        names.update(name for name in dir(self._inner) if not name.startswith("_"))
+        return sorted(names)
+
     async def exec(
         self,
         cmd: list[str],
@@ -207,8 +256,13 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         user: str | None = None,
         timeout: int | float | None = None,
         timeout_retry: bool = True,
+        concurrency: bool = True,
     ) -> ExecResult[str]:
         """Run *cmd* in the wrapped environment; see :meth:`SandboxEnvironment.exec`.
+
+        *concurrency* is passed on only to a provider whose ``exec`` declares
+        it (or takes ``**kwargs``); one written before it existed runs the
+        command as it always did. It is not recorded in the event.
 
         Raises:
             TypeError: An argument has the wrong type (the message names it);
@@ -234,7 +288,11 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         check_path("user", user, optional=True)
         seconds = check_seconds("timeout", timeout)
         check_bool("timeout_retry", timeout_retry)
+        check_bool("concurrency", concurrency)
         limit = max_exec_output_size()
+        extra: dict[str, bool] = {}
+        if _accepts(self._inner, "exec", "concurrency"):
+            extra["concurrency"] = concurrency
 
         command = shlex.join(argv)
         options: dict[str, JsonValue] = {}
@@ -269,6 +327,7 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
                         user=user,
                         timeout=timeout,
                         timeout_retry=timeout_retry,
+                        **extra,
                     )
             except SandboxTimeoutError:
                 raise
@@ -397,9 +456,53 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
             )
         return contents
 
-    async def connection(self) -> SandboxConnection:
-        """The wrapped environment's :meth:`~SandboxEnvironment.connection`."""
-        return await self._inner.connection()
+    async def connection(self, *, user: str | None = None) -> SandboxConnection:
+        """The wrapped environment's :meth:`~SandboxEnvironment.connection`.
+
+        *user* is passed on only when given, so a provider whose
+        ``connection()`` takes no arguments still works without it.
+
+        Raises:
+            TypeError: *user* is not a ``str`` (or ``None``), or is given to
+                a provider whose ``connection()`` does not take it.
+            ValueError: *user* is empty or holds NUL.
+            NotImplementedError: The provider offers no connection.
+            ConnectionError: The sandbox is not running.
+
+        **Cancellation:** propagates unchanged.
+        """
+        check_path("user", user, optional=True)
+        if user is None:
+            return await self._inner.connection()
+        if not _accepts(self._inner, "connection", "user"):
+            raise TypeError(
+                f"{type(self._inner).__name__}.connection() does not take user=; "
+                "call connection() without it"
+            )
+        return await self._inner.connection(user=user)
+
+    def as_type(self, sandbox_cls: type[_ST]) -> _ST:
+        """The wrapped environment as a *sandbox_cls* (the proxy itself for the proxy's class).
+
+        Not a checkpoint.
+
+        Raises:
+            TypeError: The wrapped environment is not a *sandbox_cls* (the
+                message names both types), or *sandbox_cls* is not a class.
+        """
+        if not isinstance(sandbox_cls, type):
+            raise TypeError(f"sandbox_cls must be a class, got {sandbox_cls!r}")
+        if isinstance(self._inner, sandbox_cls):
+            return self._inner
+        if isinstance(self, sandbox_cls):  # only SandboxEnvironmentProxy (and its bases) get here
+            return self
+        raise TypeError(
+            f"Expected instance of {sandbox_cls.__name__}, got {type(self._inner).__name__}"
+        )
+
+    def default_polling_interval(self) -> float:
+        """The wrapped environment's :meth:`~SandboxEnvironment.default_polling_interval`."""
+        return self._inner.default_polling_interval()
 
     # The lifecycle belongs to the provider class. These exist because the ABC
     # declares them abstract; calling them on the proxy is a mistake.

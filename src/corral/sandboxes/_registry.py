@@ -24,17 +24,25 @@ provider (the same class, or a class defined again at the same
 ``module:qualname``); giving a taken name to a different provider needs
 ``clobber=True``. :func:`registered_sandboxes` returns a read-only view of
 the table.
+
+The registry also turns ``dict`` configs into providers' models
+(:func:`provider_config`, :func:`spec_config`): a spec names its provider by
+type, so only the registry can tell which model a dict was dumped from.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
+from ._compose import ComposeConfig
 from ._environment import SandboxEnvironment
 
 if TYPE_CHECKING:
@@ -43,11 +51,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "provider_config",
     "register_sandbox",
     "registered_sandboxes",
     "sandbox_class",
     "sandboxenv",
+    "spec_config",
 ]
+
+_logger = logging.getLogger("corral.sandbox")
 
 #: The entry-point group third-party providers register under.
 ENTRY_POINT_GROUP = "corral.sandboxes"
@@ -330,3 +342,64 @@ def sandbox_class(name: str) -> type[SandboxEnvironment]:
             if _table.get(name) is entry:
                 _table[name] = cls
     return cls
+
+
+def _has_model(provider: type[SandboxEnvironment]) -> bool:
+    """Whether *provider* overrides ``config_deserialize`` (the base one only refuses)."""
+    own = getattr(provider.config_deserialize, "__func__", None)
+    return own is not SandboxEnvironment.config_deserialize.__func__  # type: ignore[attr-defined]
+
+
+def provider_config(provider: type[SandboxEnvironment], config: object) -> Any:
+    """*config* as *provider* takes it: a non-empty ``dict`` becomes the provider's model.
+
+    For a docker-compatible provider (``is_docker_compatible()``), a dict
+    that is a valid compose file becomes a ``ComposeConfig``; otherwise a
+    provider that overrides ``config_deserialize`` turns it into its model.
+    Anything else is returned as it is: ``None``, a file name, a model, a
+    dict for a provider without a model of its own.
+
+    Raises:
+        TypeError: ``config_deserialize`` returned something that is not a
+            pydantic model (the message names the provider).
+        Exception: Whatever the provider's ``config_deserialize`` raised
+            (typically ``ValueError`` or ``ValidationError`` naming the field).
+    """
+    if not isinstance(config, dict) or not config:
+        return config
+    if provider.is_docker_compatible():
+        try:
+            return ComposeConfig.model_validate(config)
+        except ValidationError:
+            pass  # not a compose file: the provider's own model, if any
+    if not _has_model(provider):
+        return config
+    model = provider.config_deserialize(config)
+    if not isinstance(model, BaseModel):
+        raise TypeError(
+            f"{provider.__name__}.config_deserialize() must return a pydantic model, "
+            f"got {type(model).__name__}"
+        )
+    return model
+
+
+def spec_config(name: str, config: dict[str, Any]) -> Any:
+    """The config a ``SandboxEnvironmentSpec`` of type *name* keeps for the dict *config*.
+
+    The provider's model when the provider is registered and takes the
+    dict (see :func:`provider_config`); otherwise the dict itself, so that a
+    spec always loads (a log written with a provider that is not installed
+    here, a provider registered after the spec is made). A refused dict is
+    refused again, with the provider's own error, when the config reaches
+    the provider in ``task_init``.
+    """
+    try:
+        provider = sandbox_class(name)
+    except (ValueError, ImportError, TypeError) as exc:
+        _logger.debug("sandbox config of type %r kept as a dict: %s", name, exc)
+        return config
+    try:
+        return provider_config(provider, config)
+    except Exception as exc:
+        _logger.debug("sandbox config of type %r kept as a dict: %r", name, exc)
+        return config

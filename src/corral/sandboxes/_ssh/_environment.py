@@ -10,6 +10,7 @@ import shlex
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
+import anyio.lowlevel
 
 from ..._core._leftovers import record_sandbox, resolve_sandbox
 from ..._core._settings import current_kill_grace
@@ -92,6 +93,7 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         user: str | None = None,
         timeout: int | float | None = None,
         timeout_retry: bool = True,
+        concurrency: bool = True,
     ) -> ExecResult[str]:
         """Run *cmd* on the host and wait for it.
 
@@ -114,6 +116,11 @@ class SSHSandboxEnvironment(SandboxEnvironment):
                 user (or ``None``) runs the command directly.
             timeout: Enforced by the proxy, as a cancellation.
             timeout_retry: Ignored.
+            concurrency: Accepted, and the same either way: a remote
+                command takes no slot of corral's ``"subprocesses"`` limit
+                (nothing runs on this machine), only a session slot of its
+                connection (``max_sessions``), which the channel cannot be
+                opened without and which ``False`` therefore still takes.
 
         Returns:
             The exit status (``-N`` for a command killed by signal N) and
@@ -232,12 +239,21 @@ class SSHSandboxEnvironment(SandboxEnvironment):
             raise OutputLimitExceededError(human_size(limit), None)
         return data.decode("utf-8") if text else data
 
-    async def connection(self) -> SandboxConnection:
-        """The ``ssh`` command that opens a shell in the sample's directory.
+    async def connection(self, *, user: str | None = None) -> SandboxConnection:
+        """The ``ssh`` command that opens a login shell in the sample's directory.
+
+        A checkpoint, like every async call of the contract.
+
+        Args:
+            user: Open the shell as this user: the command logs in as the
+                configured user and runs ``sudo -u USER`` (as ``exec`` does,
+                but interactive, so sudo may ask for a password). The login
+                user, or ``None``, gets the shell directly.
 
         Raises:
             ConnectionError: The sandbox has been cleaned up.
         """
+        await anyio.lowlevel.checkpoint()
         remote = self._remote
         if remote.closed:
             raise ConnectionError(f"the ssh sandbox on {self.host} has been cleaned up")
@@ -255,7 +271,10 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         elif config.known_hosts is not None:
             argv += ["-o", f"UserKnownHostsFile={config.known_hosts}"]
         argv.append(f"{host.username}@{host.host}" if host.username else host.host)
-        argv.append(f'cd {shlex.quote(remote.workdir)} && exec "${{SHELL:-/bin/sh}}" -l')
+        shell = '"${SHELL:-/bin/sh}" -l'
+        if user is not None and user != host.username:
+            shell = f"sudo -u {shlex.quote(user)} -- {shell}"
+        argv.append(f"cd {shlex.quote(remote.workdir)} && exec {shell}")
         return SandboxConnection(type="ssh", command=shlex.join(argv))
 
     # -- lifecycle ------------------------------------------------------------------
@@ -266,6 +285,17 @@ class SSHSandboxEnvironment(SandboxEnvironment):
     def default_concurrency(cls) -> int | None:
         """No limit of its own: set ``max_sandboxes`` per host in the configuration."""
         return None
+
+    @classmethod
+    def config_deserialize(cls, config: dict[str, Any]) -> SSHSandboxConfig:
+        """The :class:`~corral.sandboxes.SSHSandboxConfig` a ``dict`` config describes.
+
+        So an ``("ssh", {...})`` spec, and one read back from JSON, holds the model.
+
+        Raises:
+            ValueError: The configuration is invalid (the message names the field).
+        """
+        return SSHSandboxConfig.load(config)
 
     @classmethod
     async def task_init(cls, task_name: str, config: Any) -> None:
