@@ -204,9 +204,9 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         The command runs in the sample's directory (or *cwd*, relative to
         it), with ``os.environ`` plus *env*, once it holds a slot of the
         ``"subprocesses"`` limit (the wait does not count against the
-        timeout), unless *concurrency* is false. Stdout and stderr go to the proxy's buffers (see
-        :mod:`~corral.sandboxes._calls`) and are returned decoded as UTF-8
-        with undecodable bytes replaced. The arguments arrive checked, and
+        timeout), unless *concurrency* is false. Stdout and stderr go to the
+        proxy's buffers (see :mod:`~corral.sandboxes._calls`) and are
+        returned decoded as UTF-8 with undecodable bytes replaced. The arguments arrive checked, and
         *timeout* and the output limit are the proxy's to enforce (through
         ``sandbox()``; a direct call has neither). *timeout_retry* is ignored:
         a local command is never retried.
