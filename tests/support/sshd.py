@@ -36,6 +36,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,7 +143,13 @@ class OpenSSHServer:
         self.config_file = self.directory / "sshd_config"
         self._host_key = self.directory / "ssh_host_ed25519_key"
         self._wrong_host_key = self.directory / "wrong_host_ed25519_key"
-        self._authorized_keys = self.directory / "authorized_keys"
+        # sshd reads authorized_keys as the user logging in, so every directory
+        # above it must stay searchable by that user. Not under *directory*:
+        # a pytest session starting anywhere on the machine takes the search
+        # permission off its own root (/tmp/pytest-of-USER, chmod 0700), and
+        # every later login to a server whose keys live below it was refused.
+        self._authorized_keys = Path(tempfile.mkdtemp(prefix="corral-sshd-keys-"))
+        weakref.finalize(self, shutil.rmtree, self._authorized_keys, ignore_errors=True)
         self._pid_file = self.directory / "sshd.pid"
         self._port: int | None = None
         self._log_offset = 0
@@ -379,8 +386,7 @@ class OpenSSHServer:
         _PRIVSEP_DIR.chmod(0o755)
         for key in (self._host_key, self._wrong_host_key, self.client_key, self.unauthorized_key):
             _ensure_key(key)
-        self._authorized_keys.mkdir(mode=0o755, exist_ok=True)
-        self._authorized_keys.chmod(0o755)
+        self._authorized_keys.chmod(0o755)  # in the system's temp dir, searchable by all
         for name in (self.username, self.other_username):
             keys = self._authorized_keys / name
             keys.write_text(f"{_public_key(self.client_key)}\n" if name == self.username else "")

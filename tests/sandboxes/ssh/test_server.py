@@ -89,6 +89,27 @@ def test_logs_in_as_the_user_with_sh(sshd: OpenSSHServer) -> None:
     assert Path(exe).name in {"sh", "dash", "bash"}
 
 
+def test_logins_survive_another_pytest_session_starting(
+    sshd: OpenSSHServer, tmp_path: Path
+) -> None:
+    """Regression: a pytest session started beside ours (a second ``make test``, a pytest
+    run by a test) takes the search permission off /tmp/pytest-of-USER, and logins to a
+    server whose authorized_keys lived below it were refused from then on."""
+    assert run(output(sshd, "echo before")) == "before\n"
+    (tmp_path / "test_nothing.py").write_text("def test_nothing(tmp_path):\n    pass\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    pytest_root = tmp_path.parents[-3]  # /tmp/pytest-of-USER
+    assert pytest_root.name.startswith("pytest-of-")
+    assert os.stat(pytest_root).st_mode & 0o077 == 0  # what the other session did
+    assert run(output(sshd, "echo after")) == "after\n"
+
+
 def test_start_is_idempotent(sshd: OpenSSHServer) -> None:
     port = sshd.port
     sessions = sshd.session_processes()
