@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, final
 
 from .._core._checks import check_limit, check_optional_str, check_str
 from .._core._limiters import current_registry
+from .._core._working import waiting
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -42,7 +43,8 @@ class _ConcurrencySlot:
                 "call concurrency() again for another slot"
             )
         limiter = current_registry().named(self._name, self._key, self._limit, self._visible)
-        await limiter._native.acquire_on_behalf_of(self)
+        with waiting():  # the wait for a slot is not working time
+            await limiter._native.acquire_on_behalf_of(self)
         self._limiter = limiter
 
     async def __aexit__(

@@ -39,6 +39,7 @@ import anyio
 from pydantic import BaseModel
 
 from .._core._limiters import current_registry
+from .._core._working import waiting
 from ..sandboxes._environment import SandboxEnvironment, SandboxEnvironmentSpec
 from ..sandboxes._lookup import sandbox_environments
 from ..sandboxes._proxy import wrap_environments
@@ -260,7 +261,8 @@ async def sample_sandboxes(
     limiter = sandboxes.limiter(spec, provider)
     slot = object()
     if limiter is not None:
-        await limiter.acquire_on_behalf_of(slot)
+        with waiting():  # the wait for a sandbox slot is not working time
+            await limiter.acquire_on_behalf_of(slot)
     try:
         try:
             environments = await provider.sample_init(sandboxes.task_name, config, metadata)

@@ -6,11 +6,13 @@ state. The sample scope is itself a span (type ``"sample"``), so every change
 a sample makes to its store is recorded at least once.
 
 The scope is one generator of nested ``with`` blocks (:func:`_run_sample`):
-the time limit's cancel scope outermost, then the sample's context
-variables, its sandboxes, and its span. Python unwinds them in order whatever
-raises where, so a failing span exit (a store value changed in place into
-something that is not JSON) can never leave the time limit applying to code
-after the sample.
+the sample's limits outermost (the time limit's cancel scope, then the
+working limit's, see :mod:`corral._scope._limits`), then the sample's context
+variables, its sandboxes, its span, and the task group of its
+``background()`` work, cancelled when the body ends. Python unwinds them in
+order whatever raises where, so a failing span exit (a store value changed in
+place into something that is not JSON) can never leave the time limit
+applying to code after the sample.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, final
 
-import anyio
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .._core._public import NoPublicConstructor
@@ -30,7 +31,9 @@ from .._state._snapshot import Snapshot, diff, snapshot
 from .._state._span import span
 from .._state._store import Store, current_store
 from .._state._transcript import Transcript, current_transcript
+from ._collect import sample_background
 from ._lifecycle import sample_sandboxes
+from ._limits import sample_limit_scope
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -104,28 +107,23 @@ async def _run_sample(
     sandboxes: TaskSandboxes | None,
     spec: SandboxEnvironmentSpec | None,
     time_limit: float | None,
+    working_limit: float | None,
 ) -> AsyncIterator[Sample]:
-    deadline = anyio.current_time() + time_limit if time_limit is not None else float("inf")
-    # Cancels the sample's body (and its sandbox set-up) at the limit; the
-    # cleanup has run by the time the scope catches the cancellation.
-    with anyio.CancelScope(deadline=deadline) as limit:
-        with _sample_context(sample):
-            # Record the initial contents, so that the store rebuilt from the
-            # transcript equals the live one.
-            initial = diff(Snapshot({}), snapshot(sample.store))
-            if initial:
-                sample.transcript._event(StoreEvent(changes=initial))
-            async with contextlib.AsyncExitStack() as stack:
-                if spec is not None:
-                    assert sandboxes is not None
-                    metadata = {**sample.metadata, "__sample_id__": sample.id}
-                    await stack.enter_async_context(sample_sandboxes(sandboxes, spec, metadata))
-                async with span(f"sample {sample.id}", type="sample"):
-                    yield sample
-    if limit.cancelled_caught:
-        raise TimeoutError(
-            f"sample {sample.id!r} exceeded its time limit of {time_limit:g} seconds"
-        )
+    # Cancel the sample's body (and its sandbox set-up) at a limit; the
+    # cleanup has run by the time the limit raises (a TimeoutError).
+    with sample_limit_scope(sample.id, time_limit, working_limit), _sample_context(sample):
+        # Record the initial contents, so that the store rebuilt from the
+        # transcript equals the live one.
+        initial = diff(Snapshot({}), snapshot(sample.store))
+        if initial:
+            sample.transcript._event(StoreEvent(changes=initial))
+        async with contextlib.AsyncExitStack() as stack:
+            if spec is not None:
+                assert sandboxes is not None
+                metadata = {**sample.metadata, "__sample_id__": sample.id}
+                await stack.enter_async_context(sample_sandboxes(sandboxes, spec, metadata))
+            async with span(f"sample {sample.id}", type="sample"), sample_background(sample.id):
+                yield sample
 
 
 @final
@@ -164,6 +162,7 @@ def open_sample(
     sandboxes: TaskSandboxes | None = None,
     spec: SandboxEnvironmentSpec | None = None,
     time_limit: float | None = None,
+    working_limit: float | None = None,
 ) -> AbstractAsyncContextManager[Sample]:
     """Check the arguments of ``task.sample()`` and return its context manager.
 
@@ -189,4 +188,4 @@ def open_sample(
     else:
         raise TypeError(f"store must be a Store, a dict or None, got {type(store).__name__}")
     sample = Sample._create(id, metadata, sample_store, Transcript())
-    return _SampleScope(sample, _run_sample(sample, sandboxes, spec, time_limit))
+    return _SampleScope(sample, _run_sample(sample, sandboxes, spec, time_limit, working_limit))

@@ -300,6 +300,7 @@ class Task(metaclass=NoPublicConstructor):
         store: Store | dict[str, Any] | None = None,
         sandbox: SandboxSpec | None = None,
         time_limit: float | None = None,
+        working_limit: float | None = None,
     ) -> AbstractAsyncContextManager[Sample]:
         """Open a sample scope: ``async with task.sample(id) as sample:``.
 
@@ -326,23 +327,35 @@ class Task(metaclass=NoPublicConstructor):
                 ``SandboxEnvironmentSpec``; defaults to the task's.
             time_limit: Seconds the sample may run: at the limit its body is
                 cancelled, its cleanup runs, and ``TimeoutError`` is raised.
+            working_limit: Seconds of working time the sample may use: its
+                wall time less the time it waits for concurrency and
+                sandbox slots (see ``corral.util.working_limit``). At the
+                limit, as for *time_limit*.
 
         Raises:
             TypeError: An argument has the wrong type, or *metadata* is not
                 JSON-serialisable.
-            ValueError: *time_limit* is negative.
+            ValueError: *time_limit* or *working_limit* is negative or NaN.
             RuntimeError: The task is not running.
 
-        **Cancellation:** the scope always unwinds in order (span, sandboxes,
-        time limit), whatever raises inside it; a cancelled or timed-out
-        sample's sandbox is cleaned up before the exception propagates.
+        The ``TimeoutError`` of a limit is also a
+        ``corral.util.LimitExceededError`` (``type`` ``"time"`` or
+        ``"working"``); ``corral.util.sample_limits()`` returns both limits
+        inside the sample. ``corral.util.background()`` work runs until the
+        body ends.
+
+        **Cancellation:** the scope always unwinds in order (background work,
+        span, sandboxes, limits), whatever raises inside it; a cancelled or
+        timed-out sample's sandbox is cleaned up before the exception
+        propagates.
         """
         self._running_group()
         limit = check_seconds("time_limit", time_limit)
+        working = check_seconds("working_limit", working_limit)
         spec = self._sandbox if sandbox is None else as_spec(sandbox, "sandbox")
         sandboxes = self._sandboxes if spec is not None else None
         assert spec is None or sandboxes is not None
-        return open_sample(id, metadata, store, sandboxes, spec, limit)
+        return open_sample(id, metadata, store, sandboxes, spec, limit, working)
 
     def cancel(self, reason: str | None = None) -> None:
         """Cancel everything running in the task, including its body.

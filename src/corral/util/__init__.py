@@ -8,6 +8,18 @@ corral's private layers (see :mod:`corral`), and :mod:`corral.sandboxes` and
 
 from .._process._concurrency import concurrency, concurrency_status
 from .._process._subprocess import ExecResult, subprocess
+from .._scope._collect import background, collect
+from .._scope._limits import (
+    Limit,
+    LimitExceededError,
+    LimitScope,
+    SampleLimits,
+    apply_limits,
+    sample_limits,
+    suspend_working_limit,
+    time_limit,
+    working_limit,
+)
 from .._state._events import (
     BaseEvent,
     Event,
@@ -77,8 +89,12 @@ __all__ = [
     "InfoEvent",
     "InputEvent",
     "JsonChange",
+    "Limit",
+    "LimitExceededError",
+    "LimitScope",
     "OutputLimitExceededError",
     "ResourceError",
+    "SampleLimits",
     "SampleLog",
     "SandboxConnection",
     "SandboxEnvironment",
@@ -99,6 +115,9 @@ __all__ = [
     "Subtask",
     "SubtaskEvent",
     "Transcript",
+    "apply_limits",
+    "background",
+    "collect",
     "concurrency",
     "concurrency_status",
     "current_span_id",
@@ -109,6 +128,7 @@ __all__ = [
     "override_sandbox_output_limit",
     "parse_compose_yaml",
     "resource",
+    "sample_limits",
     "sandbox",
     "sandbox_default",
     "sandbox_with",
@@ -120,10 +140,13 @@ __all__ = [
     "store_from_events_as",
     "subprocess",
     "subtask",
+    "suspend_working_limit",
     "throttle",
+    "time_limit",
     "trace_action",
     "trace_message",
     "transcript",
+    "working_limit",
 ]
 
 from .._core._public import fixup_module_metadata
