@@ -163,6 +163,34 @@ async def test_waiting_for_a_concurrency_slot_is_not_working_time() -> None:
     assert limit.usage == pytest.approx(5)
 
 
+@pytest.mark.parametrize("through", ["subprocess", "local sandbox"])
+async def test_waiting_for_a_subprocess_slot_is_not_working_time(through: str) -> None:
+    from corral._core._settings import subprocess_limiter
+    from corral.util import subprocess
+
+    async def hold(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        slot = object()
+        await subprocess_limiter().acquire_on_behalf_of(slot)
+        task_status.started()
+        await anyio.sleep(100)  # virtual seconds
+        subprocess_limiter().release_on_behalf_of(slot)
+
+    async with (
+        corral.task("t", max_subprocesses=1, sandbox="local") as task,
+        task.sample(1),
+        anyio.create_task_group() as group,
+    ):
+        await group.start(hold)
+        start = anyio.current_time()
+        with working_limit(None) as limit:  # no deadline: the clock must not jump mid-command
+            if through == "subprocess":
+                assert (await subprocess(["true"])).success
+            else:
+                assert (await sandbox().exec(["true"])).success
+        assert anyio.current_time() - start >= 100
+        assert limit.usage < 5  # the command's own (real) time: milliseconds
+
+
 async def test_working_limit_fires_after_a_wait_at_the_working_time_left() -> None:
     key = _key()
     async with anyio.create_task_group() as group:

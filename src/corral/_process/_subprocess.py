@@ -38,6 +38,7 @@ from .._core._checks import (
 )
 from .._core._settings import current_kill_grace, subprocess_limiter
 from .._core._tail import TailBuffer
+from .._core._working import waiting
 from ..tracing._actions import trace_action
 from ._child import Child, start_child
 from ._guardian import forget_group, harness_tag, watch_group
@@ -394,7 +395,8 @@ async def subprocess(
     try:
         if limiter is not None:
             slot = object()
-            await limiter.acquire_on_behalf_of(slot)
+            with waiting():  # the wait for a slot is not working time
+                await limiter.acquire_on_behalf_of(slot)
             try:
                 returncode = await run_supervised(command, out, err, timeout=seconds, grace=grace)
             finally:

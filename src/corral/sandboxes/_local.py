@@ -37,6 +37,7 @@ import anyio.to_thread
 from .._core._files import file_kind
 from .._core._leftovers import record_sandbox, resolve_sandbox
 from .._core._settings import subprocess_limiter
+from .._core._working import waiting
 from .._process._guardian import forget_directory, harness_tag, watch_directory
 from .._process._reaper import remove_tree, stop_processes
 from .._process._subprocess import ExecResult, check_command, run_supervised
@@ -274,7 +275,9 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         limiter = subprocess_limiter() if concurrency else None
         slot = object()
         if limiter is not None:
-            with call.not_counting():  # as subprocess(): waiting for a slot is not running
+            # As subprocess(): waiting for a slot is neither running (the timeout)
+            # nor working time (working limits).
+            with call.not_counting(), waiting():
                 await limiter.acquire_on_behalf_of(slot)
         try:
             returncode = await run_supervised(command, call.stdout, call.stderr)
