@@ -6,20 +6,17 @@ import logging
 
 import anyio
 import pytest
-import trio
-import trio.testing
 
 from corral.util import concurrency, concurrency_status
+from tests.support.clock import virtual_backend
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(params=["trio", "asyncio"])
 def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """Virtual time under trio: nothing here runs a child process."""
-    if request.param == "trio":
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
-    return "asyncio"
+    """Virtual time on both backends: nothing here runs a child process."""
+    return virtual_backend(request.param)
 
 
 async def test_same_key_shares_one_limiter() -> None:
@@ -119,7 +116,70 @@ async def test_a_different_limit_for_a_key_warns_once_and_first_wins(
     assert "'k'" in message
     assert "2 slot(s)" in message
     assert "5 slot(s)" in message
+    assert "set .concurrency" in message
     assert concurrency_status()["k"] == (0, 2)
+
+
+async def test_each_different_limit_is_reported_once_per_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="corral.concurrency")
+    for key, limit in [("a", 1), ("a", 2), ("a", 3), ("a", 2), ("b", 2), ("b", 1), ("b", 1)]:
+        async with concurrency(key, limit):
+            pass
+    reported = [r.args for r in caplog.records if r.name == "corral.concurrency"]
+    assert [(args[0], args[-1]) for args in reported] == [  # type: ignore[index]
+        ("a", 2),
+        ("a", 3),
+        ("b", 1),
+    ]
+
+
+async def test_the_yielded_object_describes_the_limit_while_it_is_used() -> None:
+    async with concurrency("api", 3, key="api-key", visible=False) as first:
+        assert (first.name, first.visible) == ("api", False)
+        assert (first.concurrency, first.value, first.in_use) == (3, 2, 1)
+        async with concurrency("other name", 3, key="api-key") as second:
+            assert second is first
+            assert (first.concurrency, first.value, first.in_use) == (3, 1, 2)
+        assert (first.value, first.in_use) == (2, 1)
+    # It describes the limit, not the slot, so it stays valid after the block.
+    assert (first.concurrency, first.value, first.in_use) == (3, 3, 0)
+    assert repr(first) == "<corral concurrency limit 'api': 0 in use of 3>"
+
+
+async def test_the_yielded_object_has_no_public_constructor() -> None:
+    async with concurrency("k", 1) as limit:
+        with pytest.raises(TypeError, match="no public constructor"):
+            type(limit)()  # type: ignore[call-arg]
+
+
+async def test_holders_are_admitted_first_come_first_served() -> None:
+    order: list[int] = []
+
+    async def waiter(n: int) -> None:
+        async with concurrency("fifo", 1):
+            order.append(n)
+
+    async with anyio.create_task_group() as tg, concurrency("fifo", 1):
+        for n in range(5):
+            tg.start_soon(waiter, n)
+            await anyio.wait_all_tasks_blocked()
+    assert order == [0, 1, 2, 3, 4]
+
+
+async def test_resizable_is_accepted_and_keyword_only() -> None:
+    async with concurrency("k", 2, resizable=True) as limit:
+        limit.concurrency = 4
+        assert concurrency_status()["k"] == (1, 4)
+    with pytest.raises(TypeError, match="resizable must be a bool"):
+        concurrency("k", 2, resizable=1)  # type: ignore[arg-type]
+    # inspect_ai's fifth positional parameter is `adaptive`, which corral does not
+    # have: passing it positionally is refused instead of being taken for `resizable`.
+    with pytest.raises(TypeError):
+        concurrency("k", 2, None, True, True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        concurrency("k", 2, adaptive=None)  # type: ignore[call-arg]
 
 
 async def test_keys_sharing_a_display_name_are_all_listed() -> None:
