@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import enum
 import importlib
 import inspect
 import json
@@ -67,6 +68,7 @@ UTIL_NAMES = {
     "Store",
     "StoreEvent",
     "StoreModel",
+    "StrEnum",
     "Subtask",
     "SubtaskEvent",
     "Transcript",
@@ -101,6 +103,7 @@ UTIL_NAMES = {
     "trace_action",
     "trace_message",
     "transcript",
+    "warn_once",
     "working_limit",
 }
 
@@ -125,11 +128,23 @@ def test_each_public_name_has_exactly_one_home() -> None:
     assert shared == [], f"exported by more than one public namespace: {shared}"
 
 
+#: Standard-library objects re-exported as they are, because inspect_ai does so.
+STDLIB_ALIASES = {"corral.util.StrEnum": enum.StrEnum}
+
+
+def test_stdlib_aliases_are_the_stdlib_objects() -> None:
+    for path, value in STDLIB_ALIASES.items():
+        module_name, _, name = path.rpartition(".")
+        assert getattr(importlib.import_module(module_name), name) is value
+
+
 def test_reprs_name_the_one_public_home() -> None:
     for module_name in PUBLIC_MODULES:
         module = importlib.import_module(module_name)
         for name in module.__all__:
             value = getattr(module, name)
+            if f"{module_name}.{name}" in STDLIB_ALIASES:
+                continue
             if isinstance(value, type) or inspect.isfunction(value):
                 assert value.__module__ == module_name, (name, value.__module__)
                 assert value.__qualname__ == name

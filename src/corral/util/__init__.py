@@ -6,6 +6,9 @@ corral's private layers (see :mod:`corral`), and :mod:`corral.sandboxes` and
 :mod:`corral.tracing` hold what only corral has.
 """
 
+from enum import StrEnum
+
+from .._core._warn_once import warn_once
 from .._process._concurrency import concurrency, concurrency_status
 from .._process._subprocess import ExecResult, subprocess
 from .._scope._collect import background, collect
@@ -112,6 +115,7 @@ __all__ = [
     "Store",
     "StoreEvent",
     "StoreModel",
+    "StrEnum",
     "Subtask",
     "SubtaskEvent",
     "Transcript",
@@ -146,6 +150,7 @@ __all__ = [
     "trace_action",
     "trace_message",
     "transcript",
+    "warn_once",
     "working_limit",
 ]
 
