@@ -3,9 +3,10 @@
 ``exec`` keeps at most :func:`max_exec_output_size` bytes per stream (10 MiB)
 and ``read_file`` refuses files over :func:`max_read_file_size` (100 MiB).
 ``$CORRAL_SANDBOX_MAX_EXEC_OUTPUT_SIZE`` and ``$CORRAL_SANDBOX_MAX_READ_FILE_SIZE``
-set them for the process; :func:`override_sandbox_output_limit` sets them for
-the code inside a ``with`` block (a context variable, so concurrent samples
-may differ).
+set them for the process (``inspect_ai``'s ``$INSPECT_SANDBOX_MAX_EXEC_OUTPUT_SIZE``
+and ``$INSPECT_SANDBOX_MAX_READ_FILE_SIZE`` too, when corral's are unset);
+:func:`override_sandbox_output_limit` sets them for the code inside a ``with``
+block (a context variable, so concurrent samples may differ).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Literal
 
 from .._core._checks import env_positive_int
+from .._core._env import env_variable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
     "EXEC_OUTPUT_ENV",
+    "INSPECT_EXEC_OUTPUT_ENV",
+    "INSPECT_READ_FILE_ENV",
     "READ_FILE_ENV",
     "human_size",
     "max_exec_output_size",
@@ -30,6 +34,9 @@ __all__ = [
 
 EXEC_OUTPUT_ENV = "CORRAL_SANDBOX_MAX_EXEC_OUTPUT_SIZE"
 READ_FILE_ENV = "CORRAL_SANDBOX_MAX_READ_FILE_SIZE"
+#: inspect_ai's names for the same limits, read when corral's are unset.
+INSPECT_EXEC_OUTPUT_ENV = "INSPECT_SANDBOX_MAX_EXEC_OUTPUT_SIZE"
+INSPECT_READ_FILE_ENV = "INSPECT_SANDBOX_MAX_READ_FILE_SIZE"
 _DEFAULT_EXEC = 10 * 1024**2
 _DEFAULT_READ = 100 * 1024**2
 
@@ -41,20 +48,28 @@ def max_exec_output_size() -> int:
     """Bytes of output kept per exec stream.
 
     Raises:
-        ValueError: ``$CORRAL_SANDBOX_MAX_EXEC_OUTPUT_SIZE`` is not a positive integer.
+        ValueError: ``$CORRAL_SANDBOX_MAX_EXEC_OUTPUT_SIZE`` (or, when that is
+            unset, ``$INSPECT_SANDBOX_MAX_EXEC_OUTPUT_SIZE``) is not a positive
+            integer; the message names the variable.
     """
     override = _exec_override.get()
-    return override if override is not None else env_positive_int(EXEC_OUTPUT_ENV, _DEFAULT_EXEC)
+    if override is not None:
+        return override
+    return env_positive_int(env_variable(EXEC_OUTPUT_ENV, INSPECT_EXEC_OUTPUT_ENV), _DEFAULT_EXEC)
 
 
 def max_read_file_size() -> int:
     """Largest file ``read_file`` reads, in bytes.
 
     Raises:
-        ValueError: ``$CORRAL_SANDBOX_MAX_READ_FILE_SIZE`` is not a positive integer.
+        ValueError: ``$CORRAL_SANDBOX_MAX_READ_FILE_SIZE`` (or, when that is
+            unset, ``$INSPECT_SANDBOX_MAX_READ_FILE_SIZE``) is not a positive
+            integer; the message names the variable.
     """
     override = _read_override.get()
-    return override if override is not None else env_positive_int(READ_FILE_ENV, _DEFAULT_READ)
+    if override is not None:
+        return override
+    return env_positive_int(env_variable(READ_FILE_ENV, INSPECT_READ_FILE_ENV), _DEFAULT_READ)
 
 
 def human_size(size: int) -> str:

@@ -1,8 +1,9 @@
 """The display setting and console input: ``display_type()`` and ``input_screen()``.
 
-``display_type()`` reads ``$CORRAL_DISPLAY`` on every call (a dictionary
-lookup, so nothing is cached and a change to the environment takes effect at
-once). ``input_screen()`` hands out a rich console for talking to the user,
+``display_type()`` reads ``$CORRAL_DISPLAY`` (else ``inspect_ai``'s
+``$INSPECT_DISPLAY``) on every call (dictionary lookups, so nothing is
+cached and a change to the environment takes effect at once).
+``input_screen()`` hands out a rich console for talking to the user,
 pauses the live display while they type, and records what the screen showed
 as an :class:`~corral.util.InputEvent` in the transcript.
 
@@ -21,6 +22,7 @@ import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._core._env import env_variable
 from .._state._events import InputEvent
 from .._state._transcript import transcript
 
@@ -30,13 +32,22 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
 
-__all__ = ["DISPLAY_ENV", "DisplayType", "display_type", "input_screen", "registered_live"]
+__all__ = [
+    "DISPLAY_ENV",
+    "INSPECT_DISPLAY_ENV",
+    "DisplayType",
+    "display_type",
+    "input_screen",
+    "registered_live",
+]
 
 DisplayType = Literal["full", "conversation", "rich", "plain", "none"]
 """How progress is displayed: ``$CORRAL_DISPLAY``, read by :func:`display_type`."""
 
 #: Environment variable holding the display type.
 DISPLAY_ENV = "CORRAL_DISPLAY"
+#: inspect_ai's name for it, read when ``$CORRAL_DISPLAY`` is unset.
+INSPECT_DISPLAY_ENV = "INSPECT_DISPLAY"
 
 _DISPLAY_TYPES: dict[str, DisplayType] = {
     "full": "full",
@@ -54,7 +65,7 @@ _live_lock = threading.Lock()
 
 
 def display_type() -> DisplayType:
-    """Return the display type: ``$CORRAL_DISPLAY``, else ``"full"``.
+    """Return the display type: ``$CORRAL_DISPLAY``, else ``$INSPECT_DISPLAY``, else ``"full"``.
 
     The value is stripped and lower-cased. An unknown value logs a warning
     (once per value) and counts as ``"full"``. Off the main thread, ``"full"``
@@ -63,7 +74,8 @@ def display_type() -> DisplayType:
 
     The environment is read on every call; this is not a checkpoint.
     """
-    raw = os.environ.get(DISPLAY_ENV, "")
+    variable = env_variable(DISPLAY_ENV, INSPECT_DISPLAY_ENV)
+    raw = os.environ.get(variable, "")
     name = raw.strip().lower() or "full"
     value = _DISPLAY_TYPES.get(name)
     if value is None:
@@ -72,7 +84,7 @@ def display_type() -> DisplayType:
             logger.warning(
                 "Unknown display type %r in $%s (setting display to 'full'); use one of %s",
                 raw,
-                DISPLAY_ENV,
+                variable,
                 ", ".join(_DISPLAY_TYPES),
             )
         value = "full"
