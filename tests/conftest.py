@@ -37,9 +37,21 @@ _trace_directory = pytest.StashKey[str]()
 _state_directory = pytest.StashKey[str]()
 
 
+#: inspect_ai's variables that corral reads as aliases of its own: a user's inspect
+#: settings must not change what the suite sees (tests set them where they test them).
+_INSPECT_ALIASES = (
+    "INSPECT_DISPLAY",
+    "INSPECT_SANDBOX_MAX_EXEC_OUTPUT_SIZE",
+    "INSPECT_SANDBOX_MAX_READ_FILE_SIZE",
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Keep the suite's trace records and leftover records out of the user's own directories."""
     import tempfile
+
+    for name in _INSPECT_ALIASES:
+        os.environ.pop(name, None)
 
     if "CORRAL_STATE_DIR" not in os.environ:
         state = tempfile.mkdtemp(prefix="corral-test-state-")
