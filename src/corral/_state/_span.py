@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from typing import TYPE_CHECKING, final
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, TypeAlias, final
 
 from anyio.lowlevel import checkpoint
 
@@ -14,20 +17,38 @@ from ._store import Store, current_store
 from ._transcript import Transcript, current_transcript
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import TracebackType
 
-__all__ = ["span"]
+__all__ = ["SpanIdProvider", "span", "span_id_provider"]
+
+#: ``await provider(name, parent_id, requested_id)`` gives the id of a new span.
+SpanIdProvider: TypeAlias = Callable[[str, str | None, str | None], Awaitable[str]]
+
+_span_id_provider: ContextVar[SpanIdProvider | None] = ContextVar(
+    "corral_span_id_provider", default=None
+)
 
 logger = logging.getLogger("corral.state")
 
 
 @final
 class _Span:
-    __slots__ = ("_before", "_id", "_name", "_store", "_token", "_transcript", "_type")
+    __slots__ = (
+        "_before",
+        "_id",
+        "_name",
+        "_requested",
+        "_store",
+        "_token",
+        "_transcript",
+        "_type",
+    )
 
-    def __init__(self, name: str, type: str | None) -> None:
+    def __init__(self, name: str, type: str | None, id: str | None) -> None:
         self._name = name
         self._type = type
+        self._requested = id
         self._id = ""
         self._store: Store | None = None
         self._transcript: Transcript | None = None
@@ -37,8 +58,18 @@ class _Span:
     async def __aenter__(self) -> None:
         if self._store is not None:
             raise RuntimeError(f"span {self._name!r} is already in use; call span() again")
-        await checkpoint()
-        self._id = span_id = uuid.uuid4().hex
+        parent = current_span.get()
+        provider = _span_id_provider.get()
+        if provider is not None:
+            span_id = await provider(self._name, parent, self._requested)
+            if not isinstance(span_id, str) or not span_id:
+                raise TypeError(
+                    f"the span id provider must return a non-empty str, got {span_id!r}"
+                )
+        else:
+            await checkpoint()
+            span_id = self._requested or uuid.uuid4().hex
+        self._id = span_id
         self._store = current_store.get()
         self._transcript = transcript = current_transcript.get()
         self._before = snapshot(self._store)
@@ -46,7 +77,7 @@ class _Span:
             SpanBeginEvent(
                 id=span_id,
                 span_id=span_id,
-                parent_id=current_span.get(),
+                parent_id=parent,
                 type=self._type,
                 name=self._name,
             )
@@ -84,7 +115,7 @@ class _Span:
             raise failure
 
 
-def span(name: str, *, type: str | None = None) -> _Span:
+def span(name: str, *, type: str | None = None, id: str | None = None) -> _Span:
     """Record a named span in the transcript, with what it changed in the store.
 
     ``async with span(name):`` records a ``SpanBeginEvent``, runs the body
@@ -96,9 +127,13 @@ def span(name: str, *, type: str | None = None) -> _Span:
     Args:
         name: Name of the span.
         type: Kind of span (``"sample"``, ``"subtask"``, or your own).
+        id: The span's id; a new unique one if ``None``. With a provider set by
+            :func:`span_id_provider`, the provider is asked instead, given
+            this as ``requested_id``.
 
     Raises:
-        TypeError: *name* or *type* is not a ``str``; or, on leaving, a store
+        TypeError: *name*, *type* or *id* is not a ``str``, or the span id
+            provider returned something else; or, on leaving, a store
             value was changed in place into something that is not
             JSON-serialisable (the message names the key).
 
@@ -108,4 +143,27 @@ def span(name: str, *, type: str | None = None) -> _Span:
         raise TypeError(f"name must be a str, got {name.__class__.__name__}")
     if type is not None and not isinstance(type, str):
         raise TypeError(f"type must be a str or None, got {type.__class__.__name__}")
-    return _Span(name, type)
+    if id is not None and (not isinstance(id, str) or not id):
+        raise TypeError(f"id must be a non-empty str or None, got {id!r}")
+    return _Span(name, type, id)
+
+
+@contextlib.contextmanager
+def span_id_provider(provider: SpanIdProvider | None) -> Iterator[None]:
+    """Let *provider* choose the ids of the spans entered inside the block.
+
+    Each :func:`span` entered in the block (in this task and in tasks it
+    starts) awaits ``provider(name, parent_id, requested_id)`` for its id;
+    ``None`` turns a provider of an outer block off. For harnesses that need
+    ids stable across runs (replays, branched trajectories).
+
+    Raises:
+        TypeError: *provider* is neither callable nor ``None``.
+    """
+    if provider is not None and not callable(provider):
+        raise TypeError(f"provider must be callable or None, got {provider!r}")
+    token = _span_id_provider.set(provider)
+    try:
+        yield
+    finally:
+        _span_id_provider.reset(token)

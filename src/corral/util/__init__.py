@@ -38,7 +38,7 @@ from .._state._events import (
 )
 from .._state._log import SampleLog
 from .._state._snapshot import store_from_events
-from .._state._span import span
+from .._state._span import SpanIdProvider, span, span_id_provider
 from .._state._store import Store, store
 from .._state._store_model import StoreModel, store_as, store_from_events_as
 from .._state._subtask import Subtask, subtask
@@ -112,6 +112,7 @@ __all__ = [
     "SandboxUserUnsupportedError",
     "SpanBeginEvent",
     "SpanEndEvent",
+    "SpanIdProvider",
     "Store",
     "StoreEvent",
     "StoreModel",
@@ -138,6 +139,7 @@ __all__ = [
     "sandbox_with",
     "sandboxenv",
     "span",
+    "span_id_provider",
     "store",
     "store_as",
     "store_from_events",
