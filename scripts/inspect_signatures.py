@@ -8,8 +8,9 @@ Usage::
 The wheel is read, never installed or imported: ``inspect_ai.util`` pulls in
 some forty packages, so the signatures come from its source, parsed with
 :mod:`ast`. Each name of ``inspect_ai.util.__all__`` (all of them, so that a
-name ``corral.util`` adds later is checked without a new snapshot) is followed through the ``import`` statements to the ``def``,
-``class`` or assignment that defines it, and described as JSON:
+name ``corral.util`` adds later is checked without a new snapshot) is
+followed through the ``import`` statements to the ``def``, ``class`` or
+assignment that defines it, and described as JSON:
 
 * a function: its parameters (name, kind, default as source text), whether
   it is ``async``, and whether it is wrapped as a (sync or async) context
@@ -21,8 +22,9 @@ name ``corral.util`` adds later is checked without a new snapshot) is followed t
 * anything else (a type alias, a re-exported builtin): its kind and source.
 
 ``tests/compat/test_signatures.py`` compares ``corral.util`` with the
-snapshot, for the names both export, so ``inspect_ai`` is not needed to run the tests. Run this again
-for a new ``inspect_ai`` release, and review the test's failures.
+snapshot, for the names both export, so ``inspect_ai`` is not needed to run
+the tests. Run this again for a new ``inspect_ai`` release, and review the
+test's failures.
 """
 
 from __future__ import annotations
