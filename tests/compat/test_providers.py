@@ -1,0 +1,351 @@
+"""Real inspect_ai sandbox providers, ported by changing one import, run by corral.
+
+inspect-ec2-sandbox 0.1.1, inspect-k8s-sandbox 0.14.0 and inspect-podman 0.1.2
+are downloaded (``pip download --no-deps``, once per session, into a pytest
+temporary directory), unpacked, and their ``inspect_ai.util`` imports
+rewritten to ``corral.util``: nothing else in their code changes. What they
+import from inspect_ai's *private* modules is given to them by small stub
+modules (:data:`STUBS`), and the pure-Python libraries they need
+(:data:`DEPENDENCIES`) are downloaded too. The cloud SDKs are the boundary:
+``boto3``, ``botocore`` and ``kubernetes`` are replaced by recording fakes
+(:data:`SDK_FAKES`), and podman's command lines by a recorder patched over
+the ``subprocess`` each of its modules imported.
+
+Each provider must import, register through ``corral.util.sandboxenv``,
+leave no abstract method, and turn a ``dict`` config into its model (through
+``config_deserialize``, or ``ComposeConfig`` for a docker-compatible one),
+also across a spec's JSON round trip. The podman provider then goes through
+corral's whole lifecycle (task_init, sample_init, an exec the recorder sees,
+sample_cleanup, task_cleanup) under trio and asyncio. ``docs/migrating.md``
+says what each provider needed and why the EC2 and Kubernetes lifecycles are
+not run here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+import sys
+import types
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import corral
+import corral.sandboxes
+import corral.util
+from corral.sandboxes import _registry as registry
+from corral.util import ComposeConfig, ExecResult, SandboxEnvironmentSpec, sandbox
+
+#: The providers, as released.
+PROVIDERS = ["inspect-ec2-sandbox==0.1.1", "inspect-k8s-sandbox==0.14.0", "inspect-podman==0.1.2"]
+
+#: Libraries the providers import that corral does not install (pure Python but rpds-py).
+DEPENDENCIES = [
+    "tenacity==9.2.1",
+    "pydantic-settings==2.16.3",
+    "python-dotenv==1.2.4",
+    "shortuuid==1.0.13",
+    "semver==3.1.2",
+    "jsonschema==4.26.0",
+    "jsonschema-specifications==2025.9.1",
+    "referencing==0.37.0",
+    "rpds-py==2026.9.1",
+    "websocket-client==1.9.2",
+    "urllib3==2.8.0",
+]
+
+#: The provider packages whose imports are rewritten.
+PACKAGES = ["ec2sandbox", "k8s_sandbox", "inspect_podman"]
+
+#: The modules the providers name in their ``inspect_ai`` entry points: importing one
+#: registers its provider (corral reads the ``corral.sandboxes`` group, not ``inspect_ai``).
+ENTRY_POINTS = [
+    "ec2sandbox._ec2_sandbox_environment",
+    "k8s_sandbox._sandbox_environment",
+    "inspect_podman.providers",
+]
+
+#: ``from inspect_ai.util import`` / ``import inspect_ai.util``, and nothing below it.
+_UTIL_IMPORT = re.compile(r"^(\s*(?:from|import)\s+)inspect_ai\.util(?![\w.])", re.MULTILINE)
+
+
+class PrerequisiteError(Exception):
+    """Stands in for ``inspect_ai._util.error.PrerequisiteError`` (a missing tool)."""
+
+
+async def _coro_print_exceptions(context: str, func: Any, *args: Any) -> None:
+    """Stands in for ``inspect_ai._util._async.coro_print_exceptions``: run, print a failure."""
+    try:
+        await func(*args)
+    except Exception as exc:
+        print(f"Error {context}: {exc}")
+
+
+#: inspect_ai's private modules the providers import, and what stands in for them.
+#: ``inspect_ai.util`` itself is an empty package here: an import left unrewritten fails.
+STUBS: dict[str, dict[str, Any]] = {
+    "inspect_ai": {},
+    "inspect_ai._util": {},
+    # podman, k8s: raised when podman or helm/kubectl is missing
+    "inspect_ai._util.error": {"PrerequisiteError": PrerequisiteError},
+    # podman: where inspect_ai keeps its internal images' Dockerfiles
+    "inspect_ai._util.constants": {"PKG_PATH": Path("/nonexistent/inspect_ai")},
+    # podman: cleanup helper
+    "inspect_ai._util._async": {"coro_print_exceptions": _coro_print_exceptions},
+    # k8s: the TRACE log level (corral.util has it as well)
+    "inspect_ai._util.logger": {"TRACE": corral.util.TRACE},
+    # podman: the running sample (id, epoch), to name the compose project; None outside inspect
+    "inspect_ai.log": {},
+    "inspect_ai.log._samples": {"sample_active": lambda: None},
+    # k8s: the running sample's TaskState, for its metadata; None outside inspect
+    "inspect_ai.solver": {},
+    "inspect_ai.solver._task_state": {"sample_state": lambda: None},
+    # podman: HostMapping and PortMapping from a private module (corral.sandboxes has both)
+    "inspect_ai.util": {},
+    "inspect_ai.util._sandbox": {},
+    "inspect_ai.util._sandbox.environment": {
+        "HostMapping": corral.sandboxes.HostMapping,
+        "PortMapping": corral.sandboxes.PortMapping,
+    },
+}
+
+
+class _Recorder:
+    """An SDK object: any attribute is another recorder, any call is recorded."""
+
+    def __init__(self, calls: list[str], path: str) -> None:
+        self._calls = calls
+        self._path = path
+
+    def __getattr__(self, name: str) -> _Recorder:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Recorder(self._calls, f"{self._path}.{name}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Recorder:
+        self._calls.append(self._path)
+        return _Recorder(self._calls, f"{self._path}()")
+
+    def __mro_entries__(self, bases: tuple[object, ...]) -> tuple[type, ...]:
+        return (Exception,)  # ``class X(ClientError)`` or ``except ApiException``
+
+
+#: Calls made on the fake SDKs, in order (``boto3.Session``, ``kubernetes.client.CoreV1Api``).
+SDK_CALLS: list[str] = []
+
+
+class _FakeSDK(types.ModuleType):
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        path = f"{self.__name__}.{name}"
+        if name[:1].isupper() and name.endswith(("Error", "Exception")):
+            return type(name, (Exception,), {})  # catchable, as the providers catch them
+        if name[:1].isupper():  # a class: usable in annotations, its instances record
+
+            def init(instance: _Recorder, *args: Any, **kwargs: Any) -> None:
+                SDK_CALLS.append(path)
+                _Recorder.__init__(instance, SDK_CALLS, f"{path}()")
+
+            return type(name, (_Recorder,), {"__init__": init})
+        return _Recorder(SDK_CALLS, path)
+
+
+#: The cloud SDKs: fakes that record every call made on them.
+SDK_FAKES = [
+    "boto3",
+    "botocore",
+    "botocore.exceptions",
+    "kubernetes",
+    "kubernetes.client",
+    "kubernetes.client.exceptions",
+    "kubernetes.config",
+    "kubernetes.stream",
+    "kubernetes.stream.ws_client",
+]
+
+
+def _pip_download(requirements: list[str], into: Path) -> list[Path]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-q",
+            "-d",
+            str(into),
+            *requirements,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"pip download of {requirements} failed (exit {result.returncode}):\n{result.stderr}",
+            pytrace=False,
+        )
+    return sorted(into.glob("*.whl"))
+
+
+@pytest.fixture(scope="session")
+def provider_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The providers and their libraries, unpacked, with ``inspect_ai.util`` rewritten."""
+    root = tmp_path_factory.mktemp("inspect-providers")
+    site = root / "site"
+    for name, requirements in (("providers", PROVIDERS), ("deps", DEPENDENCIES)):
+        directory = root / name
+        directory.mkdir()
+        for wheel in _pip_download(requirements, directory):
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(site)
+    for package in PACKAGES:
+        for path in (site / package).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            rewritten = _UTIL_IMPORT.sub(r"\1corral.util", text)
+            if rewritten != text:
+                path.write_text(rewritten, encoding="utf-8")
+    return site
+
+
+@pytest.fixture(scope="module")
+def providers(provider_site: Path) -> Iterator[dict[str, type[Any]]]:
+    """The three provider classes, imported with the stubs and fakes in place.
+
+    Everything is undone when the module's tests are done: ``sys.modules``,
+    ``sys.path`` and corral's registry are as they were.
+    """
+    before = set(sys.modules)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registry, "_table", dict(registry._table))
+        mp.syspath_prepend(str(provider_site))
+        for name, attributes in STUBS.items():
+            module = types.ModuleType(name)
+            module.__path__ = []  # a package, so that its stubbed submodules import
+            module.__dict__.update(attributes)
+            mp.setitem(sys.modules, name, module)
+        for name in SDK_FAKES:
+            fake = _FakeSDK(name)
+            fake.__path__ = []
+            mp.setitem(sys.modules, name, fake)
+        for module_name in ENTRY_POINTS:
+            importlib.import_module(module_name)
+        try:
+            yield {name: registry.sandbox_class(name) for name in ("ec2", "k8s", "podman")}
+        finally:
+            for name in set(sys.modules) - before:
+                if name.split(".")[0] in (*PACKAGES, *STUBS, *SDK_FAKES):
+                    del sys.modules[name]
+
+
+@pytest.mark.parametrize("name", ["ec2", "k8s", "podman"])
+def test_provider_imports_and_registers(providers: dict[str, type[Any]], name: str) -> None:
+    """The provider registers through corral.util.sandboxenv, with nothing left abstract."""
+    cls = providers[name]
+    assert issubclass(cls, corral.util.SandboxEnvironment)
+    assert registry.registered_sandboxes()[name] is cls
+    assert not cls.__abstractmethods__
+    source = Path(sys.modules[cls.__module__].__file__ or "").read_text()
+    assert "inspect_ai.util import" not in source
+    assert "corral.util import" in source
+
+
+#: A dict config for each provider, and the model corral must turn it into.
+CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
+    "ec2": ({"region": "eu-west-2", "instance_type": "t3.small"}, "Ec2SandboxEnvironmentConfig"),
+    "k8s": ({"chart": "my-chart", "values": "values.yaml"}, "K8sSandboxEnvironmentConfig"),
+    "podman": ({"services": {"default": {"image": "python:3.12"}}}, "ComposeConfig"),
+}
+
+
+@pytest.mark.parametrize("name", ["ec2", "k8s", "podman"])
+def test_dict_config_becomes_the_providers_model(
+    providers: dict[str, type[Any]], name: str
+) -> None:
+    """A dict config becomes the provider's model, and a spec keeps it across JSON."""
+    config, model_name = CONFIGS[name]
+    model = registry.provider_config(providers[name], config)
+    assert isinstance(model, BaseModel)
+    assert type(model).__name__ == model_name
+    spec = SandboxEnvironmentSpec(name, config)
+    assert type(spec.config).__name__ == model_name
+    again = SandboxEnvironmentSpec.model_validate_json(spec.model_dump_json())
+    assert again == spec
+
+
+# -- the podman lifecycle ----------------------------------------------------------------------
+
+
+@dataclass
+class FakePodman:
+    """Answers podman's command lines as a podman with one running container would."""
+
+    calls: list[list[str]] = field(default_factory=list)
+    project: str | None = None
+
+    async def __call__(self, args: list[str], **kwargs: Any) -> ExecResult[str]:
+        self.calls.append(list(args))
+        if "-p" in args:  # podman compose -p <project> -f <file> up|down|build|pull
+            self.project = args[args.index("-p") + 1]
+        if args[:2] == ["podman", "ps"]:
+            return self._ok(json.dumps(self._containers(all="--all" in args)))
+        if args[:2] == ["podman", "images"]:
+            return self._ok("[]")
+        if args[:2] == ["podman", "exec"]:
+            if args[-3:] == ["sh", "-c", "pwd"]:
+                return self._ok("/work\n")
+            return self._ok(f"ran {args[args.index('c-default') + 1 :]}\n")
+        return self._ok("")
+
+    def _containers(self, *, all: bool) -> list[dict[str, Any]]:
+        labels = {"io.podman.compose.project": self.project, "io.podman.compose.service": "default"}
+        return [{"Names": ["c-default"], "Name": "c-default", "Labels": labels, "State": "running"}]
+
+    @staticmethod
+    def _ok(stdout: str) -> ExecResult[str]:
+        return ExecResult(success=True, returncode=0, stdout=stdout, stderr="")
+
+
+@pytest.mark.anyio
+async def test_podman_goes_through_corrals_lifecycle(
+    providers: dict[str, type[Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """task_init, sample_init, an exec podman sees, sample_cleanup, task_cleanup."""
+    fake = FakePodman()
+    for module in ("compose", "podman", "prereqs", "internal", "cleanup"):
+        monkeypatch.setattr(f"inspect_podman.{module}.subprocess", fake)
+    monkeypatch.setattr("inspect_podman.prereqs._COMPOSE_CMD", None)
+    monkeypatch.chdir(tmp_path)  # podman writes its generated compose file here
+    cls = providers["podman"]
+    seen: list[object] = []
+    task_init = cls.task_init.__func__
+
+    async def recording_task_init(klass: type[Any], task_name: str, config: Any) -> None:
+        seen.append(config)
+        await task_init(klass, task_name, config)
+
+    monkeypatch.setattr(cls, "task_init", classmethod(recording_task_init))
+    config, _ = CONFIGS["podman"]
+
+    async with corral.task("port", sandbox=("podman", config)) as task, task.sample(1):
+        result = await sandbox().exec(["echo", "hi"])
+
+    assert result.stdout == "ran ['echo', 'hi']\n"
+    assert isinstance(seen[0], ComposeConfig)
+    commands = [" ".join(c) for c in fake.calls]
+    compose = [c.split(" -f ")[1].split(" ", 1)[1] for c in commands if " -f " in c]
+    assert compose[:1] == ["build"]
+    assert "up --detach" in compose
+    assert compose[-1] == "down --volumes"  # sample_cleanup
+    assert any(c.startswith("podman exec --workdir /work c-default echo hi") for c in commands)
