@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,8 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "_extras", dict(registry._extras))
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
     monkeypatch.setattr(registry, "_entry_points", list)
+    monkeypatch.setattr(registry, "_inspect_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_inspect_entry_points", list)
 
 
 class Other(MemorySandboxEnvironment):
@@ -227,6 +231,45 @@ def test_entry_points_are_loaded_once_on_a_miss(monkeypatch: pytest.MonkeyPatch)
         sandbox_class("missing")
     assert loads == [1]
     assert sandbox_class("local").__name__ == "LocalSandboxEnvironment"
+
+
+def test_a_provider_ported_from_inspect_registers_through_inspects_group(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A ported provider keeps `[project.entry-points.inspect_ai]`, whose value is a
+    # module that registers its types (with corral.util's @sandboxenv) when imported.
+    package = tmp_path / "ported_provider"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "_registry.py").write_text(
+        "from corral.sandboxes._memory import MemorySandboxEnvironment\n"
+        "from corral.util import sandboxenv\n\n\n"
+        "@sandboxenv(name='ported')\n"
+        "class PortedSandbox(MemorySandboxEnvironment):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    group = registry.INSPECT_ENTRY_POINT_GROUP
+    loads: list[int] = []
+
+    def inspect_entry_points() -> list[importlib.metadata.EntryPoint]:
+        loads.append(1)
+        return [
+            importlib.metadata.EntryPoint("not_ported", "inspect_ai_only_pkg._registry", group),
+            importlib.metadata.EntryPoint("ported_provider", "ported_provider._registry", group),
+        ]
+
+    monkeypatch.setattr(registry, "_inspect_entry_points", inspect_entry_points)
+    with caplog.at_level(logging.WARNING, logger="corral.sandbox"):
+        cls = sandbox_class("ported")
+    assert cls.__name__ == "PortedSandbox"
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not load 'inspect_ai_only_pkg._registry' from the 'inspect_ai' entry-point "
+        "group: ModuleNotFoundError: No module named 'inspect_ai_only_pkg'"
+    ]
+    with pytest.raises(ValueError, match=r"'corral\.sandboxes' or 'inspect_ai'"):
+        sandbox_class("missing")
+    assert loads == [1]  # read once
 
 
 def test_default_entry_point_loader_reads_the_group() -> None:

@@ -17,7 +17,11 @@ Third-party packages register providers without being imported, through
 the entry-point group ``corral.sandboxes``: each entry point's name is the
 sandbox type and its value the class (``mysandbox = "my_pkg.sandbox:MySandbox"``).
 Entry points are read once, the first time a lookup misses; a name
-registered in code wins over an entry point of the same name.
+registered in code wins over an entry point of the same name. A provider
+ported from ``inspect_ai`` by changing its import keeps its entry point in
+inspect's group, ``inspect_ai``, whose values are modules that register
+their types with ``@sandboxenv`` when imported: if a lookup still misses,
+those modules are imported (once; one that fails is skipped with a warning).
 
 Registering a name again replaces the entry quietly when it is the same
 provider (the same class, or a class defined again at the same
@@ -63,6 +67,8 @@ _logger = logging.getLogger("corral.sandbox")
 
 #: The entry-point group third-party providers register under.
 ENTRY_POINT_GROUP = "corral.sandboxes"
+#: inspect_ai's group: modules that register their providers when imported.
+INSPECT_ENTRY_POINT_GROUP = "inspect_ai"
 
 #: What a name maps to: a class, a dotted path, or a function returning the class.
 RegistryEntry: TypeAlias = type[SandboxEnvironment] | str | Callable[[], type[SandboxEnvironment]]
@@ -77,6 +83,7 @@ _table: dict[str, RegistryEntry] = {
 #: Extras to suggest when a registered provider's import fails (type -> extra).
 _extras: dict[str, str] = {}
 _entry_points_loaded = False
+_inspect_entry_points_loaded = False
 
 
 def _check_name(name: object) -> str:
@@ -249,6 +256,39 @@ def _entry_points() -> Iterable[EntryPoint]:
     return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
+def _inspect_entry_points() -> Iterable[EntryPoint]:
+    """The installed entry points of :data:`INSPECT_ENTRY_POINT_GROUP` (patched by tests)."""
+    import importlib.metadata
+
+    return importlib.metadata.entry_points(group=INSPECT_ENTRY_POINT_GROUP)
+
+
+def _load_inspect_entry_points() -> None:
+    """Import the modules of inspect_ai's entry-point group, once per process.
+
+    Each registers its providers (``@sandboxenv``) as it is imported. One
+    that fails to import (say, a provider not ported, without inspect_ai
+    installed) is skipped, with a warning naming it.
+    """
+    global _inspect_entry_points_loaded
+    with _lock:
+        if _inspect_entry_points_loaded:
+            return
+        _inspect_entry_points_loaded = True
+        found = list(_inspect_entry_points())
+    for ep in found:  # outside the lock: the imports register through it
+        try:
+            ep.load()
+        except Exception as exc:
+            _logger.warning(
+                "could not load %r from the %r entry-point group: %s: %s",
+                ep.value,
+                INSPECT_ENTRY_POINT_GROUP,
+                type(exc).__name__,
+                exc,
+            )
+
+
 def _load_entry_points() -> None:
     """Add every entry point of the group to the table, lazily, once per process."""
     global _entry_points_loaded
@@ -314,7 +354,8 @@ def sandbox_class(name: str) -> type[SandboxEnvironment]:
 
     A lazily registered provider is imported now (and the class remembered).
     On a miss, the entry points of ``corral.sandboxes`` are read (once) and
-    the lookup is retried.
+    the lookup is retried; then the modules of ``inspect_ai``'s group are
+    imported (once) and it is tried again.
 
     Raises:
         TypeError: *name* is not a ``str``, or the registration does not
@@ -330,11 +371,14 @@ def sandbox_class(name: str) -> type[SandboxEnvironment]:
         _load_entry_points()
         entry = _table.get(name)
     if entry is None:
+        _load_inspect_entry_points()
+        entry = _table.get(name)
+    if entry is None:
         known = ", ".join(repr(n) for n in sorted(_table)) or "none"
         raise ValueError(
             f"Sandbox type {name!r} is not recognized. Known types: {known}. "
             "Register it with @sandboxenv, or install the package that provides it "
-            f"(entry-point group {ENTRY_POINT_GROUP!r})."
+            f"(entry-point group {ENTRY_POINT_GROUP!r} or {INSPECT_ENTRY_POINT_GROUP!r})."
         )
     cls = _resolve(name, entry)
     if cls is not entry:
