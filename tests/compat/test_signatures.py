@@ -96,19 +96,8 @@ KNOWN_GAPS: dict[str, tuple[str, ...]] = {
         "DisplayType: Literal['full', 'conversation', 'rich', 'plain', 'none'], "
         "inspect has Literal['full', 'conversation', 'rich', 'plain', 'log', 'none']",
     ),
-    # No streaming exec (nor its ExecRemote* types); and sample_init is abstract, where
-    # inspect_ai's returns {} by default.
-    "SandboxEnvironment": (
-        "SandboxEnvironment.exec_remote: missing in corral",
-        "SandboxEnvironment.sample_init: abstract is True, inspect has False",
-    ),
-    # The InputEvent is always recorded: record_event=False cannot be asked for.
-    "input_screen": (
-        "input_screen: inspect (header:POSITIONAL_OR_KEYWORD=None, "
-        "transient:POSITIONAL_OR_KEYWORD=None, width:POSITIONAL_OR_KEYWORD=None, "
-        "record_event:POSITIONAL_OR_KEYWORD=True) corral (header:POSITIONAL_OR_KEYWORD=None, "
-        "transient:POSITIONAL_OR_KEYWORD=None, width:POSITIONAL_OR_KEYWORD=None)",
-    ),
+    # No streaming exec (nor its ExecRemote* types): issue 14.
+    "SandboxEnvironment": ("SandboxEnvironment.exec_remote: missing in corral",),
 }
 
 

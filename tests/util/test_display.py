@@ -158,6 +158,20 @@ def test_input_screen_yields_a_console_and_records_what_it_shows(
     assert "The agent wants to run: rm -rf build/" in event.input_ansi
 
 
+def test_input_screen_without_recording_adds_no_event(
+    fresh_transcript: Transcript, live: Live, screen: Console
+) -> None:
+    with input_screen(header="Approve?", record_event=False) as console:
+        console.print("shown, not recorded")
+    assert "shown, not recorded" in screen_text(screen)
+    assert list(fresh_transcript.events) == []
+    with (
+        pytest.raises(TypeError, match="record_event must be a bool"),
+        input_screen(record_event=1),  # type: ignore[arg-type]
+    ):
+        pass
+
+
 def test_typed_answers_are_recorded_but_not_written_twice(
     fresh_transcript: Transcript, live: Live, screen: Console
 ) -> None:

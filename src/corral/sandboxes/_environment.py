@@ -330,15 +330,19 @@ class SandboxEnvironment(abc.ABC):
         return {}
 
     @classmethod
-    @abc.abstractmethod
     async def sample_init(
         cls, task_name: str, config: Any, metadata: dict[str, Any]
     ) -> dict[str, SandboxEnvironment]:
         """Create the environments of one sample.
 
+        Every provider overrides this; the default (as in ``inspect_ai``)
+        returns no environments, which the sample's scope refuses with a
+        ``ValueError`` naming the provider.
+
         Returns:
             Environments by name; the first one is the sample's default.
         """
+        return {}
 
     @classmethod
     @abc.abstractmethod

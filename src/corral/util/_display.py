@@ -144,6 +144,7 @@ def input_screen(
     header: str | None = None,
     transient: bool | None = None,
     width: int | None = None,
+    record_event: bool = True,
 ) -> Iterator[Console]:
     """Pause the live display and yield a console for asking the user something.
 
@@ -164,6 +165,8 @@ def input_screen(
             :func:`display_type` is ``"conversation"``.
         width: The console's width, at most the terminal's (``None``: the
             terminal's).
+        record_event: Whether to add the ``InputEvent``; ``False`` for a
+            caller that records the exchange in an event of its own.
 
     Yields:
         A ``rich.console.Console``.
@@ -189,6 +192,8 @@ def input_screen(
             raise TypeError(f"width must be an int or None, got {type(width).__name__}")
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
+    if not isinstance(record_event, bool):
+        raise TypeError(f"record_event must be a bool, got {type(record_event).__name__}")
     if transient is None:
         transient = display_type() != "conversation"
 
@@ -220,9 +225,10 @@ def input_screen(
         yield console
     finally:
         try:
-            text = console.export_text(clear=False, styles=False)
-            ansi = console.export_text(clear=True, styles=True)
-            transcript()._event(InputEvent(input=text, input_ansi=ansi))
+            if record_event:
+                text = console.export_text(clear=False, styles=False)
+                ansi = console.export_text(clear=True, styles=True)
+                transcript()._event(InputEvent(input=text, input_ansi=ansi))
         finally:
             if paused and transient:
                 assert live is not None
