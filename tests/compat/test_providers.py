@@ -14,15 +14,16 @@ the ``subprocess`` each of its modules imported.
 Each provider must import, register through ``corral.util.sandboxenv``,
 leave no abstract method, and turn a ``dict`` config into its model (through
 ``config_deserialize``, or ``ComposeConfig`` for a docker-compatible one),
-also across a spec's JSON round trip. The podman provider then goes through
-corral's whole lifecycle (task_init, sample_init, an exec the recorder sees,
-sample_cleanup, task_cleanup) under trio and asyncio. ``docs/migrating.md``
-says what each provider needed and why the EC2 and Kubernetes lifecycles are
-not run here.
+also across a spec's JSON round trip. The podman and EC2 providers then go
+through corral's whole lifecycle (task_init, sample_init, an exec the fake
+sees, sample_cleanup, task_cleanup) under trio and asyncio, each fake
+recording what the provider asked of it. ``docs/migrating.md`` says what each
+provider needed.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import re
@@ -349,3 +350,180 @@ async def test_podman_goes_through_corrals_lifecycle(
     assert "up --detach" in compose
     assert compose[-1] == "down --volumes"  # sample_cleanup
     assert any(c.startswith("podman exec --workdir /work c-default echo hi") for c in commands)
+
+
+# -- the EC2 lifecycle -------------------------------------------------------------------------
+
+
+@dataclass
+class FakeAWS:
+    """boto3, answering EC2, SSM and S3 as an account with one running instance would.
+
+    Every client call is recorded as ``(service, operation, kwargs)``. ``run_instances``
+    starts ``i-0001``, the waiters return at once, SSM reports the instance online, and
+    ``send_command`` leaves the command's stdout where SSM puts it in the S3 bucket (an
+    empty stderr leaves no object, so ``head_object`` on it is a 404, as on S3).
+    """
+
+    client_error: type[Exception]
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    sessions: int = 0
+    objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
+
+    def Session(self, *args: Any, **kwargs: Any) -> FakeAWS:  # as boto3 spells it
+        self.sessions += 1
+        return self
+
+    def client(self, service: str, region_name: str | None = None, **kwargs: Any) -> _AWSClient:
+        return _AWSClient(self, service, region_name or "us-east-1")
+
+    def wait(self, service: str, waiter: str, **kw: Any) -> None:
+        """A waiter's ``wait``: the state it waits for is already there."""
+        self._record(service, f"waiter:{waiter}", kw)
+
+    def _record(self, service: str, op: str, kwargs: dict[str, Any]) -> None:
+        self.calls.append((service, op, kwargs))
+
+    def answer(self, service: str, op: str, **kw: Any) -> Any:
+        """Record a call to *service*'s *op*, and answer it."""
+        self._record(service, op, kw)
+        if op == "run_instances":
+            return {"Instances": [{"InstanceId": "i-0001"}]}
+        if op == "describe_instance_information":
+            return {"InstanceInformationList": [{"PingStatus": "Online"}]}
+        if op == "send_command":
+            script = "\n".join(kw["Parameters"]["commands"])
+            key = (
+                f"{kw['OutputS3KeyPrefix']}cmd-1/{kw['InstanceIds'][0]}"
+                "/awsrunShellScript/0.awsrunShellScript/stdout"
+            )
+            self.objects[(kw["OutputS3BucketName"], key)] = f"ran {script}\n".encode()
+            return {"Command": {"CommandId": "cmd-1"}}
+        if op == "get_command_invocation":
+            return {"ResponseCode": 0, "Status": "Success"}
+        if op in ("head_object", "get_object"):
+            body = self.objects.get((kw["Bucket"], kw["Key"]))
+            if body is None:
+                error = self.client_error("404")
+                error.response = {"Error": {"Code": "404"}}  # type: ignore[attr-defined]
+                raise error
+            if op == "head_object":
+                return {"ContentLength": len(body)}
+            return {"Body": types.SimpleNamespace(read=lambda: body)}
+        if op == "list_objects_v2":
+            return {}
+        return {}
+
+    def operations(self) -> list[str]:
+        return [f"{service}.{op}" for service, op, _ in self.calls]
+
+
+#: The client operations the EC2 provider calls; any other is an ``AttributeError``.
+_AWS_OPERATIONS: dict[str, frozenset[str]] = {
+    "ec2": frozenset({"run_instances", "describe_images", "terminate_instances"}),
+    "ssm": frozenset(
+        {
+            "describe_instance_information",
+            "get_parameters",
+            "send_command",
+            "get_command_invocation",
+            "cancel_command",
+        }
+    ),
+    "s3": frozenset(
+        {"head_object", "get_object", "delete_object", "list_objects_v2", "delete_objects"}
+    ),
+}
+
+
+class _AWSClient:
+    """``session.client(service)``: its operations go to :meth:`FakeAWS.answer`."""
+
+    def __init__(self, aws: FakeAWS, service: str, region: str) -> None:
+        self._aws = aws
+        self._service = service
+        self.meta = types.SimpleNamespace(region_name=region)
+        self.exceptions = types.SimpleNamespace(NoSuchKey=type("NoSuchKey", (Exception,), {}))
+
+    def get_waiter(self, name: str) -> Any:
+        return types.SimpleNamespace(wait=functools.partial(self._aws.wait, self._service, name))
+
+    def __getattr__(self, op: str) -> Any:
+        if op not in _AWS_OPERATIONS.get(self._service, frozenset()):
+            raise AttributeError(f"{self._service} client has no {op!r} in the fake")
+        return functools.partial(self._aws.answer, self._service, op)
+
+
+#: What the default EC2 instance provider needs beyond the names of the fields.
+EC2_CONFIG: dict[str, Any] = {
+    **CONFIGS["ec2"][0],
+    "ami_id": "ami-0123",
+    "security_group_id": "sg-1",
+    "subnet_id": "subnet-1",
+    "instance_profile": "sandbox-profile",
+    "s3_bucket": "sandbox-bucket",
+}
+
+
+@pytest.mark.anyio
+async def test_ec2_goes_through_corrals_lifecycle(
+    providers: dict[str, type[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance is started for the sample, the exec goes through SSM, cleanup terminates it."""
+    cls = providers["ec2"]
+    module = sys.modules[cls.__module__]
+    aws = FakeAWS(client_error=module.ClientError)
+    monkeypatch.setattr(module.boto3, "Session", aws.Session)
+    monkeypatch.setattr(cls, "_session", None)
+    monkeypatch.setattr(cls, "_tracked_instances", set())
+    seen: list[object] = []
+    task_init = cls.task_init.__func__
+
+    async def recording_task_init(klass: type[Any], task_name: str, config: Any) -> None:
+        seen.append(config)
+        await task_init(klass, task_name, config)
+
+    monkeypatch.setattr(cls, "task_init", classmethod(recording_task_init))
+
+    async with corral.task("port", sandbox=("ec2", EC2_CONFIG)) as task:
+        assert aws.calls == []  # task_init only makes the session
+        async with task.sample(1):
+            started = aws.operations()
+            result = await sandbox().exec(["echo", "hi"])
+            ran = aws.operations()[len(started) :]
+        cleaned = aws.operations()[len(started) + len(ran) :]
+
+    assert type(seen[0]).__name__ == "Ec2SandboxEnvironmentConfig"
+    assert aws.sessions == 1
+    assert started == [
+        "ec2.run_instances",
+        "ec2.waiter:instance_running",
+        "ssm.describe_instance_information",
+    ]
+    run = aws.calls[0][2]
+    assert (run["ImageId"], run["InstanceType"], run["SubnetId"]) == (
+        "ami-0123",
+        "t3.small",
+        "subnet-1",
+    )
+    assert ran == [
+        "ssm.send_command",
+        "ssm.waiter:command_executed",
+        "s3.head_object",  # stdout: there
+        "s3.get_object",
+        "s3.head_object",  # stderr: a 404, so ""
+        "ssm.get_command_invocation",  # the exit status
+        "s3.delete_object",
+        "s3.delete_object",
+        "s3.list_objects_v2",
+    ]
+    send = next(kw for service, op, kw in aws.calls if op == "send_command")
+    assert send["InstanceIds"] == ["i-0001"]
+    assert send["DocumentName"] == "AWS-RunShellScript"
+    assert send["Parameters"]["commands"] == ["echo hi"]
+    assert result.success
+    assert result.stdout == "ran echo hi\n"
+    assert result.stderr == ""
+    assert cleaned == ["ec2.terminate_instances"]
+    assert aws.calls[-1][2] == {"InstanceIds": ["i-0001"]}
+    assert cls._tracked_instances == set()
