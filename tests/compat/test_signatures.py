@@ -91,11 +91,6 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 #: They do not fail the signature test, so that other drift of the same name still does;
 #: ``test_known_gaps_are_still_open`` fails once one is fixed, to have its entry removed.
 KNOWN_GAPS: dict[str, tuple[str, ...]] = {
-    # INSPECT_DISPLAY=log is read (and refused) but "log" is not a display type here.
-    "DisplayType": (
-        "DisplayType: Literal['full', 'conversation', 'rich', 'plain', 'none'], "
-        "inspect has Literal['full', 'conversation', 'rich', 'plain', 'log', 'none']",
-    ),
     # No streaming exec (nor its ExecRemote* types): issue 14.
     "SandboxEnvironment": ("SandboxEnvironment.exec_remote: missing in corral",),
 }

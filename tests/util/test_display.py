@@ -107,6 +107,8 @@ def test_display_type_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch) -> 
     assert display_type() == "plain"
     monkeypatch.setenv(DISPLAY_ENV, "none")
     assert display_type() == "none"
+    monkeypatch.setenv(DISPLAY_ENV, "log")  # inspect_ai's, taken as it is
+    assert display_type() == "log"
 
 
 def test_unknown_display_type_warns_once_and_is_full(

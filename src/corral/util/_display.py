@@ -41,7 +41,7 @@ __all__ = [
     "registered_live",
 ]
 
-DisplayType = Literal["full", "conversation", "rich", "plain", "none"]
+DisplayType = Literal["full", "conversation", "rich", "plain", "log", "none"]
 """How progress is displayed: ``$CORRAL_DISPLAY``, read by :func:`display_type`."""
 
 #: Environment variable holding the display type.
@@ -54,6 +54,7 @@ _DISPLAY_TYPES: dict[str, DisplayType] = {
     "conversation": "conversation",
     "rich": "rich",
     "plain": "plain",
+    "log": "log",
     "none": "none",
 }
 
@@ -70,7 +71,9 @@ def display_type() -> DisplayType:
     The value is stripped and lower-cased. An unknown value logs a warning
     (once per value) and counts as ``"full"``. Off the main thread, ``"full"``
     and ``"rich"`` become ``"plain"``, since a live display belongs to the main
-    thread; ``"conversation"``, ``"plain"`` and ``"none"`` stay as they are.
+    thread; ``"conversation"``, ``"plain"``, ``"log"`` and ``"none"`` stay as
+    they are. ``"log"`` (inspect_ai's display that prints log records rather
+    than progress) draws no live display.
 
     The environment is read on every call; this is not a checkpoint.
     """
