@@ -14,22 +14,29 @@ the ``subprocess`` each of its modules imported.
 Each provider must import, register through ``corral.util.sandboxenv``,
 leave no abstract method, and turn a ``dict`` config into its model (through
 ``config_deserialize``, or ``ComposeConfig`` for a docker-compatible one),
-also across a spec's JSON round trip. The podman and EC2 providers then go
-through corral's whole lifecycle (task_init, sample_init, an exec the fake
-sees, sample_cleanup, task_cleanup) under trio and asyncio, each fake
-recording what the provider asked of it. ``docs/migrating.md`` says what each
+also across a spec's JSON round trip. Each then goes through corral's whole
+lifecycle (task_init, sample_init, an exec the fake sees, sample_cleanup,
+task_cleanup), each fake recording what the provider asked of it: podman and
+EC2 under trio and asyncio, Kubernetes under asyncio, with a trio test that
+pins down where it fails there. ``docs/migrating.md`` says what each
 provider needed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import gc
 import importlib
 import json
+import logging
 import re
 import subprocess
 import sys
+import threading
+import traceback
 import types
+import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -527,3 +534,275 @@ async def test_ec2_goes_through_corrals_lifecycle(
     assert cleaned == ["ec2.terminate_instances"]
     assert aws.calls[-1][2] == {"InstanceIds": ["i-0001"]}
     assert cls._tracked_instances == set()
+
+
+# -- the Kubernetes lifecycle ------------------------------------------------------------------
+
+#: The manifest ``helm install --output=json`` renders: one pod, the ``default`` sandbox.
+_K8S_MANIFEST = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {release}-default
+  labels:
+    inspect/service: default
+"""
+
+
+@dataclass
+class FakeCluster:
+    """helm and the Kubernetes API, answering as a cluster whose release becomes ready.
+
+    ``helm`` is recorded as its argument list; each Kubernetes call as a string, and
+    each exec as the shell script the provider wrote to the pod's stdin. The release's
+    one pod is ``Running`` and ``Ready`` as soon as it is installed; an exec prints
+    ``ran <script's command line>`` and the sentinel with exit status 0, as the pod's
+    ``/bin/sh`` would.
+    """
+
+    helm: list[list[str]] = field(default_factory=list)
+    api: list[str] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)
+    release: str | None = None
+
+    # -- helm, at asyncio.create_subprocess_exec
+
+    async def create_subprocess_exec(self, program: str, *args: str, **kwargs: Any) -> Any:
+        asyncio.get_running_loop()  # as asyncio's does: it needs asyncio's running loop
+        self.helm.append([program, *args])
+        stdout = b""
+        if args[0] == "install":
+            self.release = args[1]
+            manifest = _K8S_MANIFEST.format(release=self.release)
+            stdout = json.dumps({"manifest": manifest}).encode()
+
+        async def communicate() -> tuple[bytes, bytes]:
+            return stdout, b""
+
+        return types.SimpleNamespace(returncode=0, communicate=communicate, terminate=lambda: None)
+
+    async def corral_subprocess(self, args: list[str], **kwargs: Any) -> ExecResult[str]:
+        self.helm.append(list(args))  # helm version --short, through corral.util.subprocess
+        return ExecResult(success=True, returncode=0, stdout="v3.15.3+g3bb50bb\n", stderr="")
+
+    # -- kubernetes.config, kubernetes.client, kubernetes.stream
+
+    def load_kube_config(self, *args: Any, **kwargs: Any) -> None:
+        self.api.append("config.load_kube_config")
+
+    def list_kube_config_contexts(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        context = {"name": "fake", "context": {"namespace": "sandboxes"}}
+        return [context], context
+
+    def new_client_from_config(self, *args: Any, **kwargs: Any) -> object:
+        return object()
+
+    def CoreV1Api(self, *args: Any, **kwargs: Any) -> FakeCluster:  # as kubernetes spells it
+        return self
+
+    def _pod(self) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "name": f"{self.release}-default",
+                "uid": "uid-1",
+                "labels": {"inspect/service": "default"},
+            },
+            "spec": {"containers": [{"name": "default"}]},
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "default", "restartCount": 0}],
+            },
+        }
+
+    def list_namespaced_pod(self, namespace: str, *, label_selector: str, **kw: Any) -> Any:
+        self.api.append(f"list_namespaced_pod {namespace} {label_selector}")
+        pods = [self._pod()] if label_selector.endswith(f"={self.release}") else []
+        return types.SimpleNamespace(data=json.dumps({"items": pods}))
+
+    def read_namespaced_pod(self, *, name: str, namespace: str, **kw: Any) -> Any:
+        self.api.append(f"read_namespaced_pod {namespace} {name}")
+        return types.SimpleNamespace(data=json.dumps(self._pod()))
+
+    def connect_get_namespaced_pod_exec(self, **kwargs: Any) -> None:
+        raise AssertionError("called only through kubernetes.stream.stream")
+
+    def stream(self, func: Any, **kwargs: Any) -> _FakeWebSocket:
+        assert func == self.connect_get_namespaced_pod_exec
+        self.api.append(f"stream {kwargs['namespace']} {kwargs['name']} {kwargs['command']}")
+        return _FakeWebSocket(self)
+
+
+class _FakeWebSocket:
+    """The ``WSClient`` of an exec: a ``/bin/sh`` that runs the script it is sent."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        self._cluster = cluster
+        self._stdin = ""
+        self._stdout: bytes | None = None
+        self._open = True
+
+    def write_stdin(self, data: str | bytes) -> None:
+        self._stdin += data if isinstance(data, str) else data.decode()
+
+    def update(self, timeout: float | None = None) -> None:
+        if self._stdout is None and self._stdin.endswith("exit $returncode\n"):
+            self._cluster.scripts.append(self._stdin)
+            command = self._stdin.splitlines()[0]
+            self._stdout = f"ran {command}\n<completed-sentinel-value-0>".encode()
+
+    def is_open(self) -> bool:
+        return self._open
+
+    def peek_stderr(self) -> bool:
+        return False
+
+    def peek_stdout(self) -> bool:
+        return bool(self._stdout)
+
+    def read_stdout(self) -> bytes:
+        stdout, self._stdout = self._stdout or b"", b""
+        return stdout
+
+    def write_channel(self, channel: int, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        self._open = False
+
+
+@pytest.fixture
+def cluster(
+    providers: dict[str, type[Any]], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeCluster]:
+    """A :class:`FakeCluster` in place of helm and the kubernetes SDK, singletons reset."""
+    fake = FakeCluster()
+    helm = importlib.import_module("k8s_sandbox._helm")
+    api = importlib.import_module("k8s_sandbox._kubernetes_api")
+    fake_asyncio = types.ModuleType("asyncio")
+    fake_asyncio.__dict__.update(vars(asyncio))
+    fake_asyncio.create_subprocess_exec = fake.create_subprocess_exec  # type: ignore[attr-defined]
+    monkeypatch.setattr(helm, "asyncio", fake_asyncio)  # the provider's name, not asyncio's
+    monkeypatch.setattr("k8s_sandbox._prereqs.subprocess", fake.corral_subprocess)
+    monkeypatch.setattr(api, "config", fake)
+    monkeypatch.setattr(api, "client", fake)
+    monkeypatch.setattr("k8s_sandbox._pod.op.stream", fake.stream)
+    monkeypatch.setattr(api._Config, "_instance", None)
+    monkeypatch.setattr(api, "_thread_local", threading.local())
+    monkeypatch.setattr("k8s_sandbox._pod.executor.PodOpExecutor._instance", None)
+    # uninstall's --wait flag comes from a synchronous `helm version` (subprocess.run), cached
+    run = subprocess.run
+
+    def helm_run(args: Any, *a: Any, **kw: Any) -> Any:
+        if not (isinstance(args, list) and args[:1] == ["helm"]):
+            return run(args, *a, **kw)
+        fake.helm.append(list(args))
+        return subprocess.CompletedProcess(args, 0, stdout="v3.15.3+g3bb50bb\n", stderr="")
+
+    monkeypatch.setattr(subprocess, "run", helm_run)
+    helm._get_wait_flag.cache_clear()
+    yield fake
+    helm._get_wait_flag.cache_clear()
+
+
+def _k8s_config(tmp_path: Path) -> dict[str, Any]:
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    (tmp_path / "values.yaml").write_text("services: {}\n")
+    return {"chart": str(chart), "values": str(tmp_path / "values.yaml")}
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_k8s_goes_through_corrals_lifecycle_under_asyncio(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    """helm install, the pod listed ready, an exec through the stream API, helm uninstall."""
+    config = _k8s_config(tmp_path)
+
+    async with corral.task("port", sandbox=("k8s", config)) as task:
+        assert cluster.helm == [["helm", "version", "--short"]]  # task_init: prerequisites
+        async with task.sample(1):
+            release = cluster.release
+            installed = list(cluster.helm)
+            result = await sandbox().exec(["echo", "hi"])
+        uninstalled = cluster.helm[len(installed) :]
+    after_task = cluster.helm[len(installed) + len(uninstalled) :]
+
+    assert release is not None
+    install = installed[1]
+    assert install[:4] == ["helm", "install", release, config["chart"]]
+    assert "--namespace=sandboxes" in install
+    assert "--output=json" in install
+    assert install[-2:] == ["--values", config["values"]]
+    selector = f"app.kubernetes.io/instance={release}"
+    pod = f"{release}-default"
+    assert cluster.api[:1] == ["config.load_kube_config"]
+    assert cluster.api[1:] == [
+        f"list_namespaced_pod sandboxes {selector}",  # readiness, from the watch cache
+        f"list_namespaced_pod sandboxes {selector}",  # confirmed
+        f"read_namespaced_pod sandboxes {pod}",  # exec: the pod was not replaced
+        f"stream sandboxes {pod} ['/bin/sh']",
+    ]
+    assert cluster.scripts[0].splitlines()[0] == "echo hi"
+    assert result.success
+    assert result.stdout == "ran echo hi\n"
+    # sample_cleanup (helm version is read once, for uninstall's --wait flag)
+    assert uninstalled == [
+        ["helm", "version", "--short"],
+        [
+            "helm",
+            "uninstall",
+            release,
+            "--namespace",
+            "sandboxes",
+            "--wait",
+            "--timeout",
+            "600s",
+            "--ignore-not-found",
+        ],
+    ]
+    assert after_task == []  # task_cleanup: nothing left installed
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.anyio
+async def test_k8s_fails_under_trio_at_its_first_asyncio_call(
+    cluster: FakeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under trio sample_init fails at ``asyncio.create_subprocess_exec`` (helm install).
+
+    That needs a running asyncio loop, which trio is not, so nothing is installed. The
+    release stays tracked, and task_cleanup fails in turn (``asyncio.gather`` of its
+    uninstalls), which corral reports as a ``RuntimeWarning`` and does not raise.
+    """
+    config = _k8s_config(tmp_path)
+    # corral logs the task_cleanup failure too; a captured log record would keep its
+    # traceback, and the coroutine in it, alive past the test
+    monkeypatch.setattr(logging.getLogger("corral.sandbox"), "disabled", True)
+
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        with pytest.raises(Exception) as raised:  # noqa: PT011 (checked below)
+            async with corral.task("port", sandbox=("k8s", config)) as task, task.sample(1):
+                pass
+        gc.collect()  # the uninstall coroutine asyncio.gather made and never ran
+
+    # trio's nursery in corral's task groups it
+    error: BaseException = raised.value
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    assert isinstance(error, RuntimeError), repr(raised.value)
+    assert str(error) == "no running event loop"
+    # raised from the helm subprocess call
+    assert "create_subprocess_exec" in "".join(traceback.format_tb(error.__traceback__))
+
+    messages = [str(w.message) for w in warned]
+    assert any(
+        m.startswith("task_cleanup of sandbox 'k8s' failed: RuntimeError(") for m in messages
+    ), messages
+    assert "coroutine 'Release.uninstall' was never awaited" in messages
+    # task_init's prerequisite check, and uninstall's --wait flag when sample_init cleans
+    # up after the failure: no helm command went through asyncio
+    assert cluster.helm == [["helm", "version", "--short"]] * 2
+    assert cluster.release is None
