@@ -73,12 +73,12 @@ DEPENDENCIES = [
 #: The provider packages whose imports are rewritten.
 PACKAGES = ["ec2sandbox", "k8s_sandbox", "inspect_podman"]
 
-#: The modules the providers name in their ``inspect_ai`` entry points: importing one
-#: registers its provider (corral reads the ``corral.sandboxes`` group, not ``inspect_ai``).
+#: What the providers name in their ``inspect_ai`` entry points: loading one registers
+#: its provider; corral loads them when a lookup misses.
 ENTRY_POINTS = [
     "ec2sandbox._ec2_sandbox_environment",
     "k8s_sandbox._sandbox_environment",
-    "inspect_podman.providers",
+    "inspect_podman.providers:podman",
 ]
 
 #: ``from inspect_ai.util import`` / ``import inspect_ai.util``, and nothing below it.
@@ -247,8 +247,11 @@ def providers(provider_site: Path) -> Iterator[dict[str, type[Any]]]:
             fake = _FakeSDK(name)
             fake.__path__ = []
             mp.setitem(sys.modules, name, fake)
-        for module_name in ENTRY_POINTS:
-            importlib.import_module(module_name)
+        # Found as a porter's users would: the wheels' own `inspect_ai` entry points
+        # (their dist-info is on the path), read when the lookup misses.
+        mp.setattr(registry, "_inspect_entry_points_loaded", False)
+        found = {ep.value for ep in registry._inspect_entry_points()}
+        assert found >= set(ENTRY_POINTS), found
         try:
             yield {name: registry.sandbox_class(name) for name in ("ec2", "k8s", "podman")}
         finally:
