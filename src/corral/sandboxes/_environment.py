@@ -28,10 +28,16 @@ import abc
 import logging
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+import anyio.lowlevel
 from pydantic import BaseModel, ConfigDict, model_validator
 
 if TYPE_CHECKING:
     from .._process._subprocess import ExecResult
+    from ._exec_remote import (
+        ExecRemoteAwaitableOptions,
+        ExecRemoteProcess,
+        ExecRemoteStreamingOptions,
+    )
 
 __all__ = [
     "HostMapping",
@@ -234,6 +240,74 @@ class SandboxEnvironment(abc.ABC):
             ConnectionError: The sandbox is not running.
         """
         raise NotImplementedError(f"{type(self).__name__} does not offer a connection")
+
+    @overload
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteStreamingOptions | None = None,
+        *,
+        stream: Literal[True] = True,
+    ) -> ExecRemoteProcess: ...
+    @overload
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteAwaitableOptions | None = None,
+        *,
+        stream: Literal[False],
+    ) -> ExecResult[str]: ...
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteStreamingOptions | ExecRemoteAwaitableOptions | None = None,
+        *,
+        stream: bool = True,
+    ) -> ExecRemoteProcess | ExecResult[str]:
+        """Start *cmd* and return a handle on it, or (``stream=False``) its result.
+
+        ``stream=True`` returns an :class:`~corral.util.ExecRemoteProcess`:
+        ``async for event in process`` yields its
+        :class:`~corral.util.ExecStdout` and :class:`~corral.util.ExecStderr`
+        chunks and then one :class:`~corral.util.ExecCompleted`.
+        ``stream=False`` runs the command to its end and returns its
+        ``ExecResult``, as :meth:`exec` does (``timeout`` of
+        :class:`~corral.util.ExecRemoteAwaitableOptions` included).
+
+        This implementation is the **slow path**, for providers that only have
+        :meth:`exec`; a provider that can stream overrides it. Streaming, it
+        returns an :class:`~corral.sandboxes._exec_remote.ExecFallbackProcess`
+        (not started yet): the command runs through one ``exec`` call when the
+        iteration begins, and its output arrives as one stdout and one stderr
+        event at the end; ``write_stdin`` (with ``stdin_open=True``) collects
+        stdin until the iteration begins; ``pid`` raises ``RuntimeError``.
+        Both modes run ``exec`` through the sandbox proxy, so its argument
+        checks, output limits, events and trace apply. Cancelling the task
+        that iterates (or awaits ``stream=False``) cancels that ``exec``,
+        which stops the command before the cancellation propagates.
+
+        Args:
+            cmd: The command and its arguments.
+            options: :class:`~corral.util.ExecRemoteStreamingOptions` or
+                :class:`~corral.util.ExecRemoteAwaitableOptions` (either is
+                taken in either mode; ``timeout`` applies only with
+                ``stream=False``, ``stdin_open`` only with ``stream=True``).
+            stream: Return a process handle (``True``) or the result (``False``).
+
+        Raises:
+            TypeError: *cmd* is not a list of ``str``, *options* is not one
+                of the option classes, or *stream* not a bool.
+            ValueError: *cmd* is empty.
+            SandboxTimeoutError: (``stream=False``) the command ran past
+                ``timeout``; ``truncated_output`` keeps what it printed.
+        """
+        from ._exec_remote import ExecFallbackProcess, check_options, exec_awaitable
+
+        opts = check_options(cmd, options, stream)
+        if not stream:
+            return await exec_awaitable(self, cmd, opts)
+        await anyio.lowlevel.checkpoint()
+        return ExecFallbackProcess(self, cmd, opts)
 
     def as_type(self, sandbox_cls: type[ST]) -> ST:
         """Return this environment as a *sandbox_cls*, to reach what only that provider has.

@@ -64,6 +64,15 @@ from ..sandboxes._errors import (
     SandboxUnavailableError,
     SandboxUserUnsupportedError,
 )
+from ..sandboxes._exec_remote import (
+    ExecCompleted,
+    ExecOutput,
+    ExecRemoteAwaitableOptions,
+    ExecRemoteProcess,
+    ExecRemoteStreamingOptions,
+    ExecStderr,
+    ExecStdout,
+)
 from ..sandboxes._lookup import sandbox, sandbox_default, sandbox_with
 from ..sandboxes._output_limits import override_sandbox_output_limit
 from ..sandboxes._registry import sandboxenv
@@ -88,7 +97,14 @@ __all__ = [
     "ComposeVolumeMount",
     "DisplayType",
     "Event",
+    "ExecCompleted",
+    "ExecOutput",
+    "ExecRemoteAwaitableOptions",
+    "ExecRemoteProcess",
+    "ExecRemoteStreamingOptions",
     "ExecResult",
+    "ExecStderr",
+    "ExecStdout",
     "InfoEvent",
     "InputEvent",
     "JsonChange",
