@@ -32,6 +32,7 @@ environment (``sandbox().directory`` for a local sandbox); private ones
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -55,6 +56,7 @@ from ..tracing._actions import trace_action
 from ._calls import ExecCall, current_exec_call
 from ._environment import SandboxEnvironment
 from ._errors import OutputLimitExceededError, SandboxTimeoutError
+from ._exec_remote import ExecRemoteAwaitableOptions, ExecRemoteStreamingOptions
 from ._output_limits import human_size, max_exec_output_size, max_read_file_size
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from .._core._tail import TailBuffer
     from .._process._subprocess import ExecResult
     from ._environment import SandboxConnection
+    from ._exec_remote import ExecRemoteProcess
 
 __all__ = ["SandboxEnvironmentProxy", "display_content", "wrap_environments"]
 
@@ -385,6 +388,94 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
                     )
                     raise OutputLimitExceededError(human_size(limit), truncated_output=kept)
         return result
+
+    @overload
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteStreamingOptions | None = None,
+        *,
+        stream: Literal[True] = True,
+    ) -> ExecRemoteProcess: ...
+    @overload
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteAwaitableOptions | None = None,
+        *,
+        stream: Literal[False],
+    ) -> ExecResult[str]: ...
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteStreamingOptions | ExecRemoteAwaitableOptions | None = None,
+        *,
+        stream: bool = True,
+    ) -> ExecRemoteProcess | ExecResult[str]:
+        """Start *cmd* in the wrapped environment; see :meth:`SandboxEnvironment.exec_remote`.
+
+        The arguments are checked as :meth:`exec` checks its own (the message
+        names the parameter, ``options.cwd`` for instance). ``stream=False``
+        always runs through this proxy's :meth:`exec` (its timeout, output
+        limit, event and trace). Streaming, a provider whose class overrides
+        ``exec_remote`` gets the call, and its handle is wrapped so that the
+        process is recorded as one ``SandboxEvent`` (its exit code, and its
+        output within ``max_exec_output_size()`` bytes per stream) when it
+        completes or is killed, and traced; other providers get the slow path
+        of :class:`SandboxEnvironment`.
+
+        Raises:
+            TypeError: An argument has the wrong type (the message names it).
+            ValueError: *cmd* is empty, or ``options.timeout`` negative.
+        """
+        from ._exec_remote import check_options
+        from ._exec_remote_record import RecordedProcess
+
+        argv = _check_cmd(cmd)
+        opts = check_options(argv, options, stream)
+        check_bytes("options.input", opts.input, optional=True)
+        check_path("options.cwd", opts.cwd, optional=True)
+        variables = check_env("options.env", opts.env, names=True)
+        check_path("options.user", opts.user, optional=True)
+        check_bool("options.concurrency", opts.concurrency)
+        if isinstance(opts, ExecRemoteAwaitableOptions):
+            check_seconds("options.timeout", opts.timeout)
+        if isinstance(opts, ExecRemoteStreamingOptions):
+            check_bool("options.stdin_open", opts.stdin_open)
+        native = type(self._inner).exec_remote is not SandboxEnvironment.exec_remote
+        if not stream or not native:
+            return await super().exec_remote(argv, opts, stream=stream)  # type: ignore[call-overload,no-any-return]
+        if variables != opts.env:
+            opts = dataclasses.replace(opts, env=variables)
+
+        command = shlex.join(argv)
+        event_options: dict[str, JsonValue] = {}
+        if opts.cwd is not None:
+            event_options["cwd"] = opts.cwd
+        if variables:
+            event_options["env"] = dict(variables)
+        if opts.user is not None:
+            event_options["user"] = opts.user
+        data = opts.input
+        fields: dict[str, Any] = {
+            "action": "exec",
+            "cmd": command,
+            "input": display_content(data),
+            "options": event_options,
+        }
+        start = _now()
+
+        def record(result: int | None, output: str) -> None:
+            _record(
+                **fields,
+                result=result,
+                output=display_content(output),
+                timestamp=start,
+                completed=_now(),
+            )
+
+        process = await self._inner.exec_remote(argv, opts, stream=True)  # type: ignore[call-overload]
+        return RecordedProcess(process, command, max_exec_output_size(), record)
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
         """Write *file* in the wrapped environment; see :meth:`SandboxEnvironment.write_file`.
