@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .._core._tail import TailBuffer
 
 
-__all__ = ["OutputCapture", "close_fd", "feed_input", "make_pipe"]
+__all__ = ["OutputCapture", "close_fd", "feed_input", "grow_pipe", "make_pipe"]
 
 _READ_SIZE = 64 * 1024
 _BIG_PIPE = 1024 * 1024
@@ -91,14 +91,15 @@ class OutputCapture:
                 # the event loop. Reads stay at 64 KiB, which os.read()
                 # allocates cheaply.
                 grown = True
-                _grow_pipe(fd)
+                grow_pipe(fd)
             unchecked += 1
             if unchecked >= _READS_PER_CHECKPOINT:
                 unchecked = 0
                 await checkpoint()
 
 
-def _grow_pipe(fd: int) -> None:
+def grow_pipe(fd: int) -> None:
+    """Grow the pipe *fd* to 1 MiB if the user's pipe quota allows (else leave it)."""
     if _F_SETPIPE_SZ is None:
         return
     # EPERM once the user's pipe-buffer quota is spent: keep the pipe as it is.

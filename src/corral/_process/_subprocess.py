@@ -189,6 +189,9 @@ class _Fds:
             self._open.discard(fd)
             close_fd(fd)
 
+    def open_fds(self) -> list[int]:
+        return list(self._open)
+
     def close_all(self) -> None:
         for fd in list(self._open):
             self.close(fd)

@@ -153,7 +153,17 @@ class ExecRemoteProcess(abc.ABC):
     one from :meth:`~corral.util.SandboxEnvironment.exec_remote`.
     """
 
+    _iterated = False
+
     def __aiter__(self) -> ExecRemoteProcess:
+        """The process itself, once.
+
+        Raises:
+            RuntimeError: It was iterated before (as in inspect_ai).
+        """
+        if self._iterated:
+            raise RuntimeError("ExecRemoteProcess can only be iterated once")
+        self._iterated = True
         return self
 
     @abc.abstractmethod
@@ -287,7 +297,7 @@ class ExecFallbackProcess(ExecRemoteProcess):
 
     def _check_stdin(self, method: str) -> None:
         if not self._stdin_open:
-            raise RuntimeError(f"{method}() needs stdin_open=True in ExecRemoteStreamingOptions")
+            raise RuntimeError(f"{method}() requires stdin_open=True in ExecRemoteStreamingOptions")
 
     async def write_stdin(self, data: str | bytes) -> None:
         await anyio.lowlevel.checkpoint()

@@ -48,6 +48,13 @@ from ._output_limits import human_size, max_read_file_size
 from ._ssh._script import env_reader_argv, export_line
 
 if TYPE_CHECKING:
+    from .._process._stream import StreamingProcess
+    from .._process._subprocess import Command
+    from ._exec_remote import (
+        ExecRemoteAwaitableOptions,
+        ExecRemoteProcess,
+        ExecRemoteStreamingOptions,
+    )
     from ._sweep import Leftover, SweepResult
 
 __all__ = ["LocalSandboxEnvironment"]
@@ -170,6 +177,8 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         self._tag = f"{MARKER_ENV}={secrets.token_hex(8)}"
         self._ran_commands = False
         self._closed = False
+        # Handles of exec_remote still running: stopped by the cleanup.
+        self._processes: set[StreamingProcess] = set()
 
     @property
     def directory(self) -> str:
@@ -250,26 +259,7 @@ class LocalSandboxEnvironment(SandboxEnvironment):
         """
         self._check_open()
         call = exec_call()
-        workdir = self._directory if cwd is None else self._resolve(cwd)
-        variables = dict(env) if env else {}
-        name, _, value = self._tag.partition("=")
-        tags = {name: value}
-        name, value = harness_tag()  # through sudo too, which resets the environment
-        tags[name] = value
-
-        argv = list(cmd)
-        via_sudo = user is not None and user != _current_user()
-        if via_sudo:
-            assert user is not None
-            secret = {key: item for key, item in variables.items() if key not in tags}
-            argv = self._sudo_argv(user, argv, tags, secret=bool(secret), stdin=bool(input))
-            if secret:  # the values go on stdin, ahead of the input (see _sudo_argv)
-                data = input.encode("utf-8") if isinstance(input, str) else (input or b"")
-                input = export_line(secret) + data
-            extra = tags  # sudo keeps none of the rest of its environment
-        else:
-            extra = {**variables, **tags}
-        command = check_command(argv, input, workdir, extra, True)
+        command, via_sudo = self._command(cmd, input, cwd, env, user, keep_stdin=False)
 
         self._ran_commands = True
         limiter = subprocess_limiter() if concurrency else None
@@ -292,6 +282,100 @@ class LocalSandboxEnvironment(SandboxEnvironment):
                 errno.EPERM, f"cannot run the command as user {user!r}: {err.strip()}"
             )
         return ExecResult(returncode == 0, returncode, out, err)
+
+    def _command(
+        self,
+        cmd: list[str],
+        input: str | bytes | None,
+        cwd: str | None,
+        env: dict[str, str] | None,
+        user: str | None,
+        *,
+        keep_stdin: bool,
+    ) -> tuple[Command, bool]:
+        """The checked command that runs *cmd* here (and whether it goes through sudo).
+
+        The rules of :meth:`exec`: the directory, the tags, *env* on top of
+        ``os.environ`` or, through sudo, on stdin ahead of *input*.
+        *keep_stdin*: stdin stays open after *input* (``exec_remote``).
+        """
+        workdir = self._directory if cwd is None else self._resolve(cwd)
+        variables = dict(env) if env else {}
+        name, _, value = self._tag.partition("=")
+        tags = {name: value}
+        name, value = harness_tag()  # through sudo too, which resets the environment
+        tags[name] = value
+
+        argv = list(cmd)
+        via_sudo = user is not None and user != _current_user()
+        if via_sudo:
+            assert user is not None
+            secret = {key: item for key, item in variables.items() if key not in tags}
+            argv = self._sudo_argv(
+                user, argv, tags, secret=bool(secret), stdin=bool(input) or keep_stdin
+            )
+            if secret:  # the values go on stdin, ahead of the input (see _sudo_argv)
+                data = input.encode("utf-8") if isinstance(input, str) else (input or b"")
+                input = export_line(secret) + data
+            extra = tags  # sudo keeps none of the rest of its environment
+        else:
+            extra = {**variables, **tags}
+        return check_command(argv, input, workdir, extra, True), via_sudo
+
+    @overload
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteStreamingOptions | None = None,
+        *,
+        stream: Literal[True] = True,
+    ) -> ExecRemoteProcess: ...
+    @overload
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteAwaitableOptions | None = None,
+        *,
+        stream: Literal[False],
+    ) -> ExecResult[str]: ...
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteStreamingOptions | ExecRemoteAwaitableOptions | None = None,
+        *,
+        stream: bool = True,
+    ) -> ExecRemoteProcess | ExecResult[str]:
+        """Start *cmd* here and stream its output as it arrives (natively).
+
+        The command runs as :meth:`exec` runs it (the directory, *env*,
+        *user* through sudo, its own process group, a slot of the
+        ``"subprocesses"`` limit unless ``concurrency=False``, held until it
+        ends), and the handle is a
+        :class:`~corral.sandboxes._local_remote.LocalProcess`: output is read
+        only while the handle is iterated, at most 64 KiB of each stream at a
+        time, so a consumer that stops reading makes the command block on a
+        full pipe (backpressure). ``kill()`` stops the whole group (SIGTERM,
+        the kill grace, SIGKILL); so does cancelling the iterating task
+        (before the cancellation propagates) and :meth:`sample_cleanup`, so a
+        handle never outlives its sample. ``stream=False`` is :meth:`exec`
+        (through the proxy: its timeout and partial output).
+
+        Raises:
+            FileNotFoundError: The program or *cwd* does not exist.
+            PermissionError: The program cannot be run.
+            SandboxUnavailableError: The sandbox has been cleaned up.
+        """
+        from ._exec_remote import ExecRemoteStreamingOptions, check_options
+        from ._local_remote import start_local
+
+        opts = check_options(cmd, options, stream)
+        if not stream:
+            return await super().exec_remote(cmd, opts, stream=False)  # type: ignore[call-overload,no-any-return]
+        self._check_open()
+        keep = isinstance(opts, ExecRemoteStreamingOptions) and opts.stdin_open
+        command, _ = self._command(cmd, opts.input, opts.cwd, opts.env, opts.user, keep_stdin=keep)
+        self._ran_commands = True
+        return await start_local(self._processes, command, keep_stdin=keep, slot=opts.concurrency)
 
     @staticmethod
     def _sudo_argv(
@@ -464,6 +548,8 @@ class LocalSandboxEnvironment(SandboxEnvironment):
     async def _cleanup(self) -> None:
         if self._closed:
             return
+        for process in list(self._processes):  # stopped and reaped, not only SIGKILLed
+            await process.kill()
         killed = await anyio.to_thread.run_sync(self._release)
         if killed:
             logger.warning(

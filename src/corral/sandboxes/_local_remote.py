@@ -1,0 +1,100 @@
+"""The local sandbox's native ``exec_remote`` handle, over the runtime's streaming process.
+
+:class:`LocalProcess` adapts a :class:`~corral._process._stream.StreamingProcess`
+to :class:`~corral.util.ExecRemoteProcess`. See
+:meth:`~corral.sandboxes._local.LocalSandboxEnvironment.exec_remote`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio.lowlevel
+
+from .._core._settings import current_kill_grace, subprocess_limiter
+from .._core._working import waiting
+from .._process._stream import open_streaming
+from ._exec_remote import ExecCompleted, ExecRemoteProcess, ExecStderr, ExecStdout
+
+if TYPE_CHECKING:
+    from .._process._stream import StreamingProcess
+    from .._process._subprocess import Command
+    from ._exec_remote import ExecOutput
+
+__all__ = ["LocalProcess", "start_local"]
+
+
+class LocalProcess(ExecRemoteProcess):
+    """A command of the local sandbox, streamed; see ``LocalSandboxEnvironment.exec_remote``."""
+
+    def __init__(self, process: StreamingProcess, keep_stdin: bool) -> None:
+        self._process = process
+        self._keep_stdin = keep_stdin
+
+    def __repr__(self) -> str:
+        return f"<LocalProcess {self._process!r}>"
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    async def __anext__(self) -> ExecOutput:
+        chunk = await self._process.next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        if isinstance(chunk, int):
+            return ExecCompleted(chunk)
+        name, text = chunk
+        return ExecStdout(text) if name == "stdout" else ExecStderr(text)
+
+    def _check_stdin(self, method: str) -> None:
+        if not self._keep_stdin:
+            raise RuntimeError(f"{method}() requires stdin_open=True in ExecRemoteStreamingOptions")
+
+    async def write_stdin(self, data: str | bytes) -> None:
+        self._check_stdin("write_stdin")
+        if not isinstance(data, str | bytes):
+            raise TypeError(f"data must be str or bytes, got {type(data).__name__}")
+        await self._process.write_stdin(data.encode() if isinstance(data, str) else data)
+
+    async def close_stdin(self) -> None:
+        self._check_stdin("close_stdin")
+        await self._process.close_stdin()
+
+    async def kill(self) -> None:
+        await self._process.kill()
+
+
+async def start_local(
+    processes: set[StreamingProcess], command: Command, *, keep_stdin: bool, slot: bool
+) -> LocalProcess:
+    """Start *command*, holding a ``"subprocesses"`` slot with *slot* until it ends.
+
+    The process is in *processes* (the sandbox's, for its cleanup) until it ends.
+    """
+    limiter = subprocess_limiter() if slot else None
+    owner = object()
+    if limiter is not None:
+        with waiting():
+            await limiter.acquire_on_behalf_of(owner)
+    else:
+        await anyio.lowlevel.checkpoint()
+    box: list[StreamingProcess] = []
+
+    def on_end() -> None:
+        if limiter is not None:
+            limiter.release_on_behalf_of(owner)
+        if box:
+            processes.discard(box[0])
+
+    try:
+        process = await open_streaming(
+            command, keep_stdin=keep_stdin, grace=current_kill_grace(), on_end=on_end
+        )
+    except BaseException:
+        if limiter is not None:
+            limiter.release_on_behalf_of(owner)
+        raise
+    box.append(process)
+    processes.add(process)
+    return LocalProcess(process, keep_stdin)
