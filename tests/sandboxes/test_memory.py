@@ -34,7 +34,7 @@ class TestMemoryConformance(SandboxConformance):
     """The suite, less what a dict of files and a handful of builtins cannot have."""
 
     lacks: ClassVar[frozenset[Capability]] = frozenset(
-        {"posix_shell", "special_files", "file_permissions"}
+        {"posix_shell", "special_files", "file_permissions", "native_streaming"}
     )
 
     @pytest.fixture

@@ -48,7 +48,8 @@ whose sandbox differs overrides the hooks:
   a provider that needs a config must override it, with the one its
   ``sandbox_env`` uses);
 * :attr:`~SandboxConformance.lacks`: what the sandbox does not have at all
-  (a POSIX shell, special files, file permissions). Each test that needs one
+  (a POSIX shell, special files, file permissions, native ``exec_remote``
+  streaming). Each test that needs one
   of them is then skipped, with a reason naming the declaration, so that the
   skip shows in the report; nothing is skipped otherwise.
 
@@ -66,6 +67,7 @@ import anyio.lowlevel
 import pytest
 
 from .._core._settings import subprocess_limiter
+from ._conformance_stream import StreamingConformance
 from ._environment import SandboxConnection, SandboxEnvironment
 from ._errors import OutputLimitExceededError, SandboxTimeoutError
 from ._output_limits import override_sandbox_output_limit
@@ -79,12 +81,13 @@ __all__ = ["SandboxConformance"]
 _MIB = 1024 * 1024
 
 #: What a sandbox may lack (see :attr:`SandboxConformance.lacks`).
-Capability = Literal["posix_shell", "special_files", "file_permissions"]
+Capability = Literal["posix_shell", "special_files", "file_permissions", "native_streaming"]
 
 _CAPABILITIES: dict[Capability, str] = {
     "posix_shell": "POSIX shell and tools (sh -c with pipes, wc, head, chmod, ...)",
     "special_files": "special files (FIFOs)",
     "file_permissions": "file permissions that refuse even root",
+    "native_streaming": "native exec_remote streaming (output before the command ends)",
 }
 
 #: One refused NUL per argument position: the call, and what the message names.
@@ -115,7 +118,7 @@ def _marker() -> str:
 
 
 @pytest.mark.anyio
-class SandboxConformance:
+class SandboxConformance(StreamingConformance):
     """The behaviour every :class:`SandboxEnvironment` promises, as pytest tests.
 
     Subclass it (with a name pytest collects, ``Test...``) and override the
@@ -129,7 +132,9 @@ class SandboxConformance:
             even as root. A read-only sysfs attribute, refused at ``open``,
             so nothing is ever written to it.
         lacks: What the sandbox does not have, among ``"posix_shell"``,
-            ``"special_files"`` and ``"file_permissions"``: the tests that
+            ``"special_files"``, ``"file_permissions"`` and
+            ``"native_streaming"`` (a provider on ``exec_remote``'s slow
+            path): the tests that
             need it are skipped, saying so. Empty (nothing skipped) by default.
     """
 

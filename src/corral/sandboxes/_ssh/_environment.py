@@ -27,6 +27,11 @@ from ._script import STATUSES, exec_script, export_line
 from ._sweep import record_details, sweep_ssh
 
 if TYPE_CHECKING:
+    from .._exec_remote import (
+        ExecRemoteAwaitableOptions,
+        ExecRemoteProcess,
+        ExecRemoteStreamingOptions,
+    )
     from .._sweep import Leftover, SweepResult
 
 __all__ = ["SSHSandboxEnvironment"]
@@ -144,16 +149,7 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         argv = list(cmd)
         data = input.encode("utf-8") if isinstance(input, str) else input
         remote = self._remote
-        remote._check_open()
-        workdir = remote.workdir if cwd is None else remote.resolve(cwd)
-        if user is not None and user == remote.pool.host.username:
-            user = None  # the login user: no sudo needed
-        variables = env or {}
-        script = exec_script(
-            argv, cwd=workdir, env=variables, tag=remote.tag, user=user, stdin=data is not None
-        )
-        # The values go on the channel, never in the command (see ._script).
-        preamble = export_line(variables) if variables else b""
+        script, preamble, workdir, user = self._script(argv, data is not None, cwd, env, user)
         call = exec_call()
         action = f"exec {shlex.join(argv)[:200]!r}"
         # The buffers cross to the SSH loop; they are read here only once it is done.
@@ -176,6 +172,107 @@ class SSHSandboxEnvironment(SandboxEnvironment):
             call.stdout.value().decode("utf-8", errors="replace"),
             call.stderr.value().decode("utf-8", errors="replace"),
         )
+
+    def _script(
+        self,
+        argv: list[str],
+        stdin: bool,
+        cwd: str | None,
+        env: dict[str, str] | None,
+        user: str | None,
+    ) -> tuple[str, bytes, str, str | None]:
+        """The exec script for *argv*, the line of *env* sent ahead of the input,
+        the working directory, and the user to switch to (``None``: the login user)."""
+        remote = self._remote
+        remote._check_open()
+        workdir = remote.workdir if cwd is None else remote.resolve(cwd)
+        if user is not None and user == remote.pool.host.username:
+            user = None  # the login user: no sudo needed
+        variables = env or {}
+        script = exec_script(
+            argv, cwd=workdir, env=variables, tag=remote.tag, user=user, stdin=stdin
+        )
+        # The values go on the channel, never in the command (see ._script).
+        preamble = export_line(variables) if variables else b""
+        return script, preamble, workdir, user
+
+    @overload
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteStreamingOptions | None = None,
+        *,
+        stream: Literal[True] = True,
+    ) -> ExecRemoteProcess: ...
+    @overload
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteAwaitableOptions | None = None,
+        *,
+        stream: Literal[False],
+    ) -> ExecResult[str]: ...
+    async def exec_remote(
+        self,
+        cmd: list[str],
+        options: ExecRemoteStreamingOptions | ExecRemoteAwaitableOptions | None = None,
+        *,
+        stream: bool = True,
+    ) -> ExecRemoteProcess | ExecResult[str]:
+        """Start *cmd* on the host and stream its output as SSH delivers it (natively).
+
+        The command runs as :meth:`exec` runs it (quoted for the login
+        shell, *env* on the channel, *user* through ``sudo -n``, its own
+        process group, a watcher that kills it if the connection goes), on a
+        channel of its own that holds a session slot of its connection
+        until the command ends. This returns once the host said the command
+        started. The handle is a :class:`~corral.sandboxes._ssh._stream.SSHProcess`:
+        events come as the channel's data packets arrive; at most 1 MiB of
+        output nobody took is held, then the channel's reading is paused
+        and the remote command blocks (backpressure). ``kill()`` stops the
+        remote process group (SIGTERM, the kill grace, SIGKILL); so do
+        cancelling the iterating task (before the cancellation propagates)
+        and :meth:`sample_cleanup`. ``stream=False`` is :meth:`exec`
+        (through the proxy: its timeout and partial output).
+
+        Raises:
+            FileNotFoundError, NotADirectoryError, PermissionError: As for
+                :meth:`exec`: the command did not start (nothing runs).
+            SandboxUnavailableError: The connection to the host broke, or
+                the sandbox has been cleaned up.
+        """
+        from .._exec_remote import ExecRemoteStreamingOptions, check_options
+        from ._stream import SSHProcess, start_stream
+
+        opts = check_options(cmd, options, stream)
+        if not stream:
+            return await super().exec_remote(cmd, opts, stream=False)  # type: ignore[call-overload,no-any-return]
+        argv = list(cmd)
+        keep = isinstance(opts, ExecRemoteStreamingOptions) and opts.stdin_open
+        data = opts.input.encode("utf-8") if isinstance(opts.input, str) else opts.input
+        if keep and data is None:
+            data = b""
+        script, preamble, workdir, user = self._script(
+            argv, data is not None, opts.cwd, opts.env, opts.user
+        )
+        action = f"exec_remote {shlex.join(argv)[:200]!r}"
+        remote = self._remote
+        started = await run_on_ssh_loop(
+            start_stream,
+            remote,
+            script,
+            preamble,
+            data,
+            keep,
+            current_kill_grace(),
+            action,
+            user,
+        )
+        if started.status != "ok":
+            with anyio.CancelScope(shield=True):
+                await run_on_ssh_loop(started.wait_closed)
+            raise self._not_started(started.status, argv[0], opts.cwd or workdir, user)
+        return SSHProcess(started, keep, shlex.join(argv))
 
     def _not_started(self, status: str, program: str, cwd: str, user: str | None) -> OSError:
         reason = STATUSES.get(status, f"unexpected status {status!r}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
+import anyio.lowlevel
 import asyncssh
 
 from ..._core._files import file_kind
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ..._core._tail import TailBuffer
+    from ._stream import RemoteStream
 
-__all__ = ["ExecOutcome", "RemoteSandbox"]
+__all__ = ["ExecOutcome", "HeaderSession", "RemoteSandbox"]
 
 logger = logging.getLogger("corral.sandbox")
 
@@ -65,23 +67,29 @@ class ExecOutcome:
     returncode: int
 
 
-class _ExecSession(asyncssh.SSHClientSession[bytes]):
-    """Collects an exec script's header, and its output into the caller's buffers."""
+class HeaderSession(asyncssh.SSHClientSession[bytes]):
+    """An exec script's channel: its header line, then the command's output.
 
-    def __init__(self, stdout: TailBuffer, stderr: TailBuffer) -> None:
+    The header (see :mod:`._script`) is taken off the start of stdout; all
+    output after it goes to :meth:`output`, which subclasses define.
+    """
+
+    def __init__(self) -> None:
         self._pending = bytearray()
         self.header: list[str] | None = None
         self.bad_header: bytes | None = None
-        self.stdout = stdout
-        self.stderr = stderr
         # An Event, not a future: cancelling a waiter must not mark the channel closed.
         self.closed = asyncio.Event()
         self.header_seen = asyncio.Event()
         self.lost: BaseException | None = None
 
+    def output(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        """The command wrote *data* (on stderr if *datatype* says so)."""
+        raise NotImplementedError
+
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
-            self.stderr.append(data)
+            self.output(data, datatype)
             return
         if self.header is None and self.bad_header is None:
             pending = self._pending
@@ -101,7 +109,7 @@ class _ExecSession(asyncssh.SSHClientSession[bytes]):
             pending.clear()
             if not data:
                 return
-        self.stdout.append(data)
+        self.output(data, datatype)
 
     def _reject(self, data: bytes) -> None:
         self.bad_header = data
@@ -111,6 +119,21 @@ class _ExecSession(asyncssh.SSHClientSession[bytes]):
         self.lost = exc
         self.header_seen.set()
         self.closed.set()
+
+
+class _ExecSession(HeaderSession):
+    """Collects an exec script's output into the caller's buffers."""
+
+    def __init__(self, stdout: TailBuffer, stderr: TailBuffer) -> None:
+        super().__init__()
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def output(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self.stderr.append(data)
+        else:
+            self.stdout.append(data)
 
 
 class RemoteSandbox:
@@ -129,6 +152,8 @@ class RemoteSandbox:
         self.workdir = workdir
         self.tag = tag
         self.closed = False
+        #: Commands of ``exec_remote`` still running: killed by :meth:`close`.
+        self.streams: set[RemoteStream] = set()
 
     @property
     def label(self) -> str:
@@ -172,9 +197,7 @@ class RemoteSandbox:
         propagates; what it printed stays in the buffers.
         """
         self._check_open()
-        command = script
-        if len(script.encode("utf-8")) > MAX_INLINE_SCRIPT:
-            command = await self._script_file(script)
+        command = await self.command_for(script)
         session = _ExecSession(stdout, stderr)
         link, chan = await self.pool.open_session(session, command, action)
         try:
@@ -190,30 +213,43 @@ class RemoteSandbox:
             await session.closed.wait()
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._stop(link, chan, session, grace, user)
+                await self.stop(link, chan, session, grace, user)
             raise
         finally:
             self.pool.release(link)
         if session.lost is not None and is_connection_error(session.lost):
             raise lost_connection(self.label, action, session.lost)
         if session.header is None:
-            if link.closed:
-                raise lost_connection(self.label, action, session.lost)
-            shown = (session.bad_header or stderr.value())[:500]
-            raise SandboxUnavailableError(
-                f"{self.label} did not run the command as expected (is the login shell "
-                f"POSIX-compatible?): {shown.decode('utf-8', 'replace').strip()!r}"
-            )
+            raise self.no_header(link, session, action, stderr.value())
         returncode = chan.get_returncode()
         return ExecOutcome(
             status=session.header[2], returncode=-1 if returncode is None else returncode
         )
 
-    async def _stop(
+    async def command_for(self, script: str) -> str:
+        """The command line that runs *script* (sent as a file first when it is large)."""
+        if len(script.encode("utf-8")) > MAX_INLINE_SCRIPT:
+            return await self._script_file(script)
+        await anyio.lowlevel.checkpoint()
+        return script
+
+    def no_header(
+        self, link: Link, session: HeaderSession, action: str, stderr: bytes
+    ) -> SandboxUnavailableError:
+        """The error for a channel that ended, or went on, without a header of ours."""
+        if link.closed:
+            return lost_connection(self.label, action, session.lost)
+        shown = (session.bad_header or stderr)[:500]
+        return SandboxUnavailableError(
+            f"{self.label} did not run the command as expected (is the login shell "
+            f"POSIX-compatible?): {shown.decode('utf-8', 'replace').strip()!r}"
+        )
+
+    async def stop(
         self,
         link: Link,
         chan: asyncssh.SSHClientChannel[bytes],
-        session: _ExecSession,
+        session: HeaderSession,
         grace: float,
         user: str | None,
     ) -> None:
@@ -389,6 +425,8 @@ class RemoteSandbox:
             return 0
         self.closed = True
         try:
+            for stream in list(self.streams):  # killed and reaped, not counted as leftovers
+                await stream.kill()
             killed = await self._cleanup()
         finally:
             self.hosts.release(self.pool)
