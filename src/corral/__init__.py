@@ -22,10 +22,20 @@ command (``_cli``) sits on top, and the library never imports it.
 
 from . import util
 from ._core._version import __version__
+from ._process._stream import StreamingProcess, open_process
 from ._scope._sample import Sample
 from ._scope._task import Task, TaskStatistics, current_task, task
 
-__all__ = ["Sample", "Task", "TaskStatistics", "__version__", "current_task", "task"]
+__all__ = [
+    "Sample",
+    "StreamingProcess",
+    "Task",
+    "TaskStatistics",
+    "__version__",
+    "current_task",
+    "open_process",
+    "task",
+]
 
 from ._core._public import fixup_module_metadata
 

@@ -1,6 +1,9 @@
 """A supervised child whose output is read as it arrives: :class:`StreamingProcess`.
 
-:func:`open_streaming` starts a checked :class:`~._subprocess.Command` as
+:func:`open_process` is the public way in (``corral.open_process``): a
+context manager that takes a ``"subprocesses"`` slot as ``subprocess()``
+does and kills the process when its block ends. :func:`open_streaming`
+starts a checked :class:`~._subprocess.Command` as
 :func:`~._subprocess.run_supervised` does (its own session and process
 group, watched by the guardian) and returns a :class:`StreamingProcess`:
 its output chunk by chunk as the child writes it, its stdin, and its end.
@@ -36,24 +39,38 @@ import codecs
 import collections
 import contextlib
 import dataclasses
+import logging
 import os
 from typing import TYPE_CHECKING, Literal
 
 import anyio
 import anyio.lowlevel
 
+from .._core._checks import check_bool
+from .._core._public import NoPublicConstructor
+from .._core._settings import current_kill_grace, subprocess_limiter
+from .._core._working import waiting
+from ..tracing._actions import trace_action
 from ._guardian import forget_group, watch_group
 from ._pipes import grow_pipe
 from ._process_group import group_alive, terminate_group
-from ._subprocess import _Fds, _spawn
+from ._subprocess import _Fds, _spawn, check_command
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from pathlib import Path
 
     from ._child import Child
     from ._subprocess import Command
 
-__all__ = ["BUFFER_LIMIT", "READ_SIZE", "Chunk", "StreamingProcess", "open_streaming"]
+__all__ = [
+    "BUFFER_LIMIT",
+    "READ_SIZE",
+    "Chunk",
+    "StreamingProcess",
+    "open_process",
+    "open_streaming",
+]
 
 #: The most bytes of one stream read at a time.
 READ_SIZE = 64 * 1024
@@ -64,12 +81,18 @@ Stream = Literal["stdout", "stderr"]
 #: One piece of output: the stream it came from and its text.
 Chunk = tuple[Stream, str]
 
+logger = logging.getLogger("corral.subprocess")
 
-class StreamingProcess:
+
+class StreamingProcess(metaclass=NoPublicConstructor):
     """A running supervised child: its output as it comes, its stdin, its end.
 
-    Get one from :func:`open_streaming`. One task at a time calls
-    :meth:`next_chunk`; another may write to stdin meanwhile.
+    Get one from :func:`~corral.open_process`. ``async for stream, text in
+    process`` yields its output as ``("stdout" | "stderr", text)`` pairs
+    until it exits; :attr:`returncode` is then set. One task at a time
+    iterates; another may write to stdin meanwhile. Output is held only
+    while nobody takes it, and at most :data:`BUFFER_LIMIT` bytes of it: a
+    loop that stops taking output makes the command block on its pipes.
     """
 
     def __init__(
@@ -142,6 +165,19 @@ class StreamingProcess:
         return self._keep_stdin and not self.ended
 
     # -- output ---------------------------------------------------------------------
+
+    def __aiter__(self) -> StreamingProcess:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        """The next ``(stream, text)``; ``StopAsyncIteration`` once the process ended.
+
+        **Cancellation:** as :meth:`next_chunk`: the process is killed first.
+        """
+        chunk = await self.next_chunk()
+        if chunk is None or isinstance(chunk, int):
+            raise StopAsyncIteration
+        return chunk
 
     async def next_chunk(self) -> Chunk | int | None:
         """The next piece of output; then the exit status; then ``None``.
@@ -421,4 +457,75 @@ async def open_streaming(
         fds.close_all()
         raise
     watch_group(child.pid)
-    return StreamingProcess(command, child, fds, stdin, out, err, grace, keep_stdin, on_end)
+    return StreamingProcess._create(command, child, fds, stdin, out, err, grace, keep_stdin, on_end)
+
+
+@contextlib.asynccontextmanager
+async def open_process(
+    args: str | list[str],
+    *,
+    input: str | bytes | None = None,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin_open: bool = False,
+    concurrency: bool = True,
+) -> AsyncIterator[StreamingProcess]:
+    """Start a supervised command and stream its output, for the length of the block.
+
+    The command runs as :func:`~corral.util.subprocess` runs it (its own
+    session and process group, the harness tag, a slot of the
+    ``"subprocesses"`` limit unless *concurrency* is false, held until it
+    ends), but the block gets its output as it comes::
+
+        async with corral.open_process(["pytest", "-x"]) as process:
+            async for stream, text in process:
+                print(stream, text, end="")
+        print("exit status", process.returncode)
+
+    Args:
+        args: A shell command line (run by ``/bin/sh -c``) or a program and
+            its arguments.
+        input: Written to stdin first (``str`` as UTF-8).
+        cwd: Working directory of the child.
+        env: Variables set on top of ``os.environ`` for the child.
+        stdin_open: Keep stdin open after *input* for
+            :meth:`StreamingProcess.write_stdin`, until
+            :meth:`StreamingProcess.close_stdin`.
+        concurrency: Take a ``"subprocesses"`` slot while it runs.
+
+    Raises:
+        TypeError, ValueError: A bad argument (the message names it).
+        FileNotFoundError: The program or *cwd* does not exist.
+        PermissionError: The program cannot be run.
+
+    **Cancellation:** leaving the block for any reason (its end, an error, a
+    cancellation) kills whatever still runs of the command's group (SIGTERM,
+    the kill grace, SIGKILL) in a shielded scope, and gives the slot back.
+    Waiting for the slot is a checkpoint.
+    """
+    text = input.encode("utf-8") if isinstance(input, str) else input
+    command = check_command(args, text, cwd, env, True)
+    check_bool("stdin_open", stdin_open)
+    check_bool("concurrency", concurrency)
+    limiter = subprocess_limiter() if concurrency else None
+    slot = object()
+    if limiter is not None:
+        with waiting():  # the wait for a slot is not working time
+            await limiter.acquire_on_behalf_of(slot)
+
+    def release() -> None:
+        if limiter is not None:
+            limiter.release_on_behalf_of(slot)
+
+    try:
+        process = await open_streaming(
+            command, keep_stdin=stdin_open, grace=current_kill_grace(), on_end=release
+        )
+    except BaseException:
+        release()
+        raise
+    try:
+        with trace_action(logger, "Subprocess", "%s (streamed)", command.display):
+            yield process
+    finally:
+        await process.kill()
