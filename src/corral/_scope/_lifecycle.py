@@ -42,7 +42,7 @@ from .._core._limiters import current_registry
 from .._core._working import waiting
 from ..sandboxes._environment import SandboxEnvironment, SandboxEnvironmentSpec
 from ..sandboxes._lookup import sandbox_environments
-from ..sandboxes._proxy import wrap_environments
+from ..sandboxes._proxy import SandboxEnvironmentProxy, wrap_environments
 from ..sandboxes._registry import provider_config, sandbox_class
 
 if TYPE_CHECKING:
@@ -275,12 +275,16 @@ async def sample_sandboxes(
                 "returned no environments"
             )
         interrupted = True
+        proxies: dict[str, SandboxEnvironmentProxy] = {}
         try:
             proxies = wrap_environments(environments)
             with sandbox_environments(proxies):
-                yield proxies
+                yield dict(proxies)
             interrupted = False
         finally:
+            for proxy in proxies.values():  # recorded as killed, before the provider's cleanup
+                with anyio.CancelScope(shield=True):
+                    await proxy.kill_processes()
             if sandboxes.cleanup:
                 await _bounded(
                     f"sample_cleanup of sandbox {spec.type!r}",

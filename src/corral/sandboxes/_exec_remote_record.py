@@ -38,6 +38,8 @@ class RecordedProcess(ExecRemoteProcess):
         limit: Bytes of each stream kept for the event.
         record: Called once with ``result`` (the exit code or ``None``) and
             ``output`` (the kept text).
+        live: The set it is in while the process may still run (the proxy's,
+            which kills those left when the sample ends).
     """
 
     def __init__(
@@ -46,8 +48,11 @@ class RecordedProcess(ExecRemoteProcess):
         command: str,
         limit: int,
         record: Callable[..., Any],
+        live: set[RecordedProcess],
     ) -> None:
         self._inner = inner
+        self._live = live
+        live.add(self)
         self._command = command
         self._stdout = TailBuffer(limit)
         self._stderr = TailBuffer(limit)
@@ -67,7 +72,11 @@ class RecordedProcess(ExecRemoteProcess):
         return self._inner.pid
 
     async def __anext__(self) -> ExecOutput:
-        event = await self._inner.__anext__()
+        try:
+            event = await self._inner.__anext__()
+        except StopAsyncIteration:
+            self._finish(None)  # killed elsewhere (the provider's cleanup, say)
+            raise
         if isinstance(event, ExecStdout):
             self._stdout.append(event.data.encode("utf-8"))
         elif isinstance(event, ExecStderr):
@@ -77,6 +86,7 @@ class RecordedProcess(ExecRemoteProcess):
         return event
 
     def _finish(self, result: int | None) -> None:
+        self._live.discard(self)
         record, self._record = self._record, None
         if record is None:
             return

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from .._process._subprocess import ExecResult
     from ._environment import SandboxConnection
     from ._exec_remote import ExecRemoteProcess
+    from ._exec_remote_record import RecordedProcess
 
 __all__ = ["SandboxEnvironmentProxy", "display_content", "wrap_environments"]
 
@@ -221,6 +222,8 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         if inner is self:  # __new__ returned an existing proxy
             return
         self._inner = inner
+        # exec_remote handles that may still run (see kill_processes).
+        self._processes: set[RecordedProcess] = set()
 
     @property
     def inner(self) -> SandboxEnvironment:
@@ -475,7 +478,16 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
             )
 
         process = await self._inner.exec_remote(argv, opts, stream=True)  # type: ignore[call-overload]
-        return RecordedProcess(process, command, max_exec_output_size(), record)
+        return RecordedProcess(process, command, max_exec_output_size(), record, self._processes)
+
+    async def kill_processes(self) -> None:
+        """Kill the ``exec_remote`` processes started here that still run (the sample ends).
+
+        Each is recorded as killed. The runtime calls this before the
+        provider's ``sample_cleanup``. **Cancellation:** shielded, as ``kill()`` is.
+        """
+        for process in list(self._processes):
+            await process.kill()
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
         """Write *file* in the wrapped environment; see :meth:`SandboxEnvironment.write_file`.
@@ -632,7 +644,9 @@ class SandboxEnvironmentProxy(SandboxEnvironment):
         cls._not_here("sample_cleanup")
 
 
-def wrap_environments(envs: Mapping[str, SandboxEnvironment]) -> dict[str, SandboxEnvironment]:
+def wrap_environments(
+    envs: Mapping[str, SandboxEnvironment],
+) -> dict[str, SandboxEnvironmentProxy]:
     """Wrap each environment of *envs* in a :class:`SandboxEnvironmentProxy`, keeping the order.
 
     Already wrapped environments are kept as they are.

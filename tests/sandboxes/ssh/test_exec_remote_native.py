@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import psutil
 import pytest
 
+import corral
+import corral.util
 from corral._core._settings import subprocess_limiter
 from corral._process._stream import BUFFER_LIMIT
+from corral._state._events import SandboxEvent
 from corral.sandboxes._local import LocalSandboxEnvironment
 from corral.sandboxes._proxy import SandboxEnvironmentProxy
 from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
@@ -144,3 +148,20 @@ async def test_the_handle_keeps_no_fd_after_the_end(local: SandboxEnvironment) -
     assert await process.__anext__() == ExecStdout("x\n")
     await process.kill()
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+@pytest.mark.parametrize("provider", ["local", "ssh"])
+async def test_a_process_left_running_is_recorded_when_the_sample_ends(
+    provider: str, request: pytest.FixtureRequest, no_leftovers: str
+) -> None:
+    """The runtime kills it through its handle before the cleanup: one event, no exit code."""
+    spec: Any = "local"
+    if provider == "ssh":
+        server: OpenSSHServer = request.getfixturevalue("sshd")
+        spec = ("ssh", server.sandbox_config())
+    async with corral.task("t", sandbox=spec) as task, task.sample(1) as sample:
+        await corral.util.sandbox().exec_remote(["sleep", no_leftovers])
+    events = [e for e in sample.transcript.events if isinstance(e, SandboxEvent)]
+    assert [(e.action, e.cmd, e.result) for e in events] == [
+        ("exec", f"sleep {no_leftovers}", None)
+    ]
