@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     import trio
 
-__all__ = ["run_on_ssh_loop"]
+__all__ = ["call_soon_on_ssh_loop", "run_on_ssh_loop"]
 
 T = TypeVar("T")
 
@@ -164,6 +164,19 @@ async def run_on_ssh_loop(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     if sniffio.current_async_library() != "trio":
         return await fn(*args)
     return await _run_from_trio(fn, args)
+
+
+def call_soon_on_ssh_loop(callback: Callable[..., object], *args: Any) -> None:
+    """Run ``callback(*args)`` on the SSH loop, without waiting for it.
+
+    Under asyncio it runs now; under trio it is queued for the loop's thread,
+    in order with every other call queued from this process (so a later
+    :func:`run_on_ssh_loop` runs after it). Its result and errors are dropped.
+    """
+    if sniffio.current_async_library() != "trio":
+        callback(*args)
+        return
+    _thread_inbox().put(lambda: callback(*args))
 
 
 class _Call:

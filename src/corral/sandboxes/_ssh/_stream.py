@@ -6,6 +6,10 @@ same header, watcher, kill and cleanup), and its output is kept as asyncssh
 delivers the channel's data packets. :class:`SSHProcess` is the handle the
 caller gets; each of its calls crosses the bridge once.
 
+Writes to stdin while the channel's window is open are handed to the SSH
+loop without waiting for it (in order with everything after them); a write
+that races the command's end is then dropped silently rather than refused.
+
 **Buffering is bounded** as for the local provider: at most
 :data:`~corral._process._stream.BUFFER_LIMIT` bytes of output nobody took
 yet are held (plus one SSH packet). At the bound the channel's reading is
@@ -27,7 +31,7 @@ import asyncssh
 
 from ..._process._stream import BUFFER_LIMIT
 from .._exec_remote import ExecCompleted, ExecRemoteProcess, ExecStderr, ExecStdout
-from ._bridge import run_on_ssh_loop
+from ._bridge import call_soon_on_ssh_loop, run_on_ssh_loop
 from ._errors import is_connection_error, lost_connection
 from ._remote import HeaderSession
 
@@ -154,6 +158,22 @@ class RemoteStream:
             raise lost_connection(self.remote.label, self._action, lost)
         returncode = self._chan.get_returncode()
         return -1 if returncode is None else returncode
+
+    def writable_now(self) -> bool:
+        """Whether a write would be taken at once (read from any thread: a hint only)."""
+        return (
+            not self.ended
+            and not self._stdin_closed
+            and not self._session.closed.is_set()
+            and self._session.writable.is_set()
+        )
+
+    def write_nowait(self, data: bytes) -> None:
+        """Send *data* without waiting; dropped if the channel closed meanwhile."""
+        if self.ended or self._stdin_closed:
+            return
+        with contextlib.suppress(BrokenPipeError, ConnectionError):
+            self._chan.write(data)
 
     async def write(self, data: bytes) -> None:
         """Send *data* to the command's stdin, waiting while the channel's window is full."""
@@ -291,7 +311,13 @@ class SSHProcess(ExecRemoteProcess):
         if not isinstance(data, str | bytes):
             raise TypeError(f"data must be str or bytes, got {type(data).__name__}")
         payload = data.encode("utf-8") if isinstance(data, str) else data
-        await run_on_ssh_loop(self._stream.write, payload)
+        if self._stream.writable_now():
+            # The window is open: hand the data over without a round trip to the
+            # SSH loop (it is written in order with every later call).
+            call_soon_on_ssh_loop(self._stream.write_nowait, payload)
+            await anyio.lowlevel.checkpoint()
+        else:
+            await run_on_ssh_loop(self._stream.write, payload)
 
     async def close_stdin(self) -> None:
         self._check_stdin("close_stdin")
