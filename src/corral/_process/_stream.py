@@ -357,9 +357,11 @@ class StreamingProcess(metaclass=NoPublicConstructor):
                 self._pending = view
 
     def _check_writable(self) -> None:
+        if not self._keep_stdin:  # never opened, or closed by the caller: said first
+            raise RuntimeError("cannot write to stdin: it is closed")
         if self.ended:
             raise RuntimeError("cannot write to stdin: the process has ended")
-        if not self._keep_stdin or self._stdin is None:
+        if self._stdin is None:
             raise RuntimeError("cannot write to stdin: it is closed")
 
     async def _wait_writable(self, fd: int) -> None:

@@ -134,8 +134,13 @@ class StreamingConformance:
         with anyio.fail_after(30):
             events = await _events(process)
         assert (_text(events, ExecStdout), events[-1]) == ("abc", ExecCompleted(0))
-        with pytest.raises(RuntimeError, match="ended"):
+        with pytest.raises(RuntimeError, match="closed"):
             await process.write_stdin("late")
+        done = await sandbox.exec_remote(["true"], ExecRemoteStreamingOptions(stdin_open=True))
+        with anyio.fail_after(30):
+            assert await _events(done) == [ExecCompleted(0)]
+        with pytest.raises(RuntimeError, match="ended"):
+            await done.write_stdin("late")
         plain = await sandbox.exec_remote(["cat"], ExecRemoteStreamingOptions(input="x"))
         with pytest.raises(RuntimeError, match="stdin_open=True"):
             await plain.write_stdin("y")

@@ -304,14 +304,14 @@ class ExecFallbackProcess(ExecRemoteProcess):
         self._check_stdin("write_stdin")
         if not isinstance(data, str | bytes):
             raise TypeError(f"data must be str or bytes, got {type(data).__name__}")
-        if self._state in ("completed", "killed"):
-            raise RuntimeError("cannot write to stdin: the process has ended")
         if self._stdin_closed:
             raise RuntimeError(
                 "cannot write to stdin: it is closed (by close_stdin(), or because this "
                 "sandbox's exec_remote runs the command through exec() once the iteration "
                 "begins)"
             )
+        if self._state in ("completed", "killed"):
+            raise RuntimeError("cannot write to stdin: the process has ended")
         self._stdin.append(_as_bytes(data))
 
     async def close_stdin(self) -> None:

@@ -177,10 +177,10 @@ class RemoteStream:
 
     async def write(self, data: bytes) -> None:
         """Send *data* to the command's stdin, waiting while the channel's window is full."""
+        if self._stdin_closed:  # the caller's own doing: said first
+            raise RuntimeError("cannot write to stdin: it is closed")
         if self.ended or self._session.closed.is_set():
             raise RuntimeError("cannot write to stdin: the process has ended")
-        if self._stdin_closed:
-            raise RuntimeError("cannot write to stdin: it is closed")
         try:
             self._chan.write(data)
         except (BrokenPipeError, ConnectionError):
