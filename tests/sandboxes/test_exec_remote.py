@@ -177,8 +177,12 @@ async def test_stdin_open_collects_until_iteration(env: SandboxEnvironment) -> N
     with pytest.raises(RuntimeError, match="closed"):
         await process.write_stdin("d")
     assert await _events(process) == [ExecStdout("abc\n"), ExecCompleted(0)]
-    with pytest.raises(RuntimeError, match="ended"):
+    with pytest.raises(RuntimeError, match="closed"):  # the caller's doing comes first
         await process.write_stdin("e")
+    done = await env.exec_remote(["true"], ExecRemoteStreamingOptions(stdin_open=True))
+    assert await _events(done) == [ExecCompleted(0)]
+    with pytest.raises(RuntimeError, match="ended"):
+        await done.write_stdin("e")
 
 
 async def test_stdin_needs_stdin_open(env: SandboxEnvironment) -> None:

@@ -241,6 +241,7 @@ class ExecFallbackProcess(ExecRemoteProcess):
         first = options.input
         self._stdin: list[bytes] = [] if first is None else [_as_bytes(first)]
         self._stdin_closed = not self._stdin_open
+        self._closed_by_caller = False
         self._state = "pending"  # -> "running" -> "completed" | "killed"
         self._events: collections.deque[ExecOutput] = collections.deque()
         self._scope: anyio.CancelScope | None = None
@@ -304,20 +305,21 @@ class ExecFallbackProcess(ExecRemoteProcess):
         self._check_stdin("write_stdin")
         if not isinstance(data, str | bytes):
             raise TypeError(f"data must be str or bytes, got {type(data).__name__}")
-        if self._stdin_closed:
-            raise RuntimeError(
-                "cannot write to stdin: it is closed (by close_stdin(), or because this "
-                "sandbox's exec_remote runs the command through exec() once the iteration "
-                "begins)"
-            )
+        if self._closed_by_caller:
+            raise RuntimeError("cannot write to stdin: it is closed")
         if self._state in ("completed", "killed"):
             raise RuntimeError("cannot write to stdin: the process has ended")
+        if self._stdin_closed:
+            raise RuntimeError(
+                "cannot write to stdin: it is closed (this sandbox's exec_remote runs the "
+                "command through exec() once the iteration begins)"
+            )
         self._stdin.append(_as_bytes(data))
 
     async def close_stdin(self) -> None:
         await anyio.lowlevel.checkpoint()
         self._check_stdin("close_stdin")
-        self._stdin_closed = True
+        self._stdin_closed = self._closed_by_caller = True
 
     async def kill(self) -> None:
         await anyio.lowlevel.checkpoint()
