@@ -302,3 +302,19 @@ def test_usage_errors_exit_2(trace_dir: Path, args: list[str]) -> None:
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "Usage:" in result.stderr
+
+
+def test_hostile_task_and_sample_names_are_made_visible(trace_dir: Path) -> None:
+    records = [
+        action("enter", "a", detail="sleep 30", **where("t\x1b[31m", "s\u202e1", "x")),
+    ]
+    write_trace(trace_dir / "trace-1.log", records)
+    for command in (["tree"], ["anomalies"], ["running"]):
+        out = run(*command).stdout
+        assert "\x1b" not in out
+        assert "\u202e" not in out
+        assert "t\\x1b[31m" in out
+        assert "s\\u202e1" in out
+    report = run("tree", "--json").stdout
+    assert "\u202e" not in report
+    assert json.loads(report)["groups"][1]["sample_id"] == "s\u202e1"

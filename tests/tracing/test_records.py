@@ -277,3 +277,17 @@ def test_a_wrong_where_field_fails_validation(tmp_path: Path) -> None:
     assert traced.skipped == 1
     assert traced.problem is not None
     assert "sample_id" in traced.problem
+
+
+def test_writers_are_the_processes_holding_the_file(tmp_path: Path) -> None:
+    from corral.tracing._storage import open_shared, writers
+
+    path = tmp_path / "trace-held.log"
+    fd, locked = open_shared(path)
+    try:
+        assert locked
+        assert writers(path) == (os.getpid(),)
+        assert writers(tmp_path / "trace-other.log") is None  # no such file: cannot tell
+    finally:
+        os.close(fd)
+    assert writers(path) == ()
