@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -279,20 +280,37 @@ def test_anomalies_all_adds_errors_and_timeouts(trace_dir: Path) -> None:
 
 
 def test_anomalies_json(trace_dir: Path) -> None:
-    path = write_trace(trace_dir / "trace-1.log", anomaly_records())
-    before = time.time()
+    records = anomaly_records()
+    path = write_trace(trace_dir / "trace-1.log", records)
+    last_write = records[0]["start_time"] + 90
+    os.utime(path, (last_write, last_write))
     result = run("anomalies", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) == {"trace_file", "as_of", "running", "cancelled", "errors", "timeouts"}
+    assert set(report) == {
+        "trace_file",
+        "as_of",
+        "writer",
+        "running",
+        "cancelled",
+        "errors",
+        "timeouts",
+    }
     assert report["trace_file"] == str(path)
+    # No process holds the file: its writer is gone, and it ran until the last write.
+    assert report["writer"]["state"] == "stopped"
+    assert report["writer"]["pids"] == []
+    assert datetime.fromisoformat(report["writer"]["last_write"]).timestamp() == pytest.approx(
+        last_write
+    )
     (running,) = report["running"]
     assert (running["action"], running["detail"], running["trace_id"]) == (
         "Subprocess",
         "sleep 300",
         "run",
     )
-    assert 60 <= running["duration"] < 60 + (time.time() - before) + 5
+    assert running["duration"] == pytest.approx(90)
+    assert (running["task"], running["sample_id"], running["span_id"]) == (None, None, None)
     (cancelled,) = report["cancelled"]
     assert (cancelled["detail"], cancelled["start_time"], cancelled["duration"]) == (
         "sleep 5",

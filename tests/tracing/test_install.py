@@ -199,11 +199,22 @@ def test_record_format(trace_path: Path) -> None:
         "trace_id",
         "parent_id",
         "start_time",
+        "task",
+        "sample_id",
+        "span_id",
     ]
     assert list(exit_) == [*enter, "duration"]
     assert enter["message"] == "Subprocess: run ls (enter)"
     assert exit_["message"] == "Subprocess: run ls (exit)"
-    assert note == {"timestamp": note["timestamp"], "level": "TRACE", "message": "[Note] n=3"}
+    assert note == {
+        "timestamp": note["timestamp"],
+        "level": "TRACE",
+        "message": "[Note] n=3",
+        "task": None,
+        "sample_id": None,
+        "span_id": None,
+    }
+    assert (info["task"], info["sample_id"], info["span_id"]) == (None, None, None)
     assert info["level"] == "INFO"
     assert info["message"] == "plain info"
     assert info["module"] == "test_install"
@@ -295,8 +306,8 @@ def test_a_filter_can_add_fields(trace_path: Path) -> None:
     finally:
         LOG.removeFilter(add_sample)
     enter, exit_ = read_records(trace_path)
-    assert enter["sample_id"] == exit_["sample_id"] == 42
-    assert list(enter)[-1] == "sample_id"
+    assert enter["sample_id"] == exit_["sample_id"] == 42  # the filter's value wins
+    assert list(enter)[-3:] == ["task", "sample_id", "span_id"]
 
 
 def test_bad_message_arguments_do_not_raise(trace_path: Path) -> None:

@@ -90,7 +90,7 @@ def test_action_and_simple_records_are_told_apart(tmp_path: Path) -> None:
     path = write_trace(
         tmp_path / "trace-1.log",
         [
-            action("enter", "a1", parent_id="p0", sample_id=7),
+            action("enter", "a1", parent_id="p0", attempt=7),
             message("[Sandbox] connected"),
             message("disk almost full", level="WARNING"),
             action("exit", "a1", parent_id="p0", duration=1.5),
@@ -105,7 +105,7 @@ def test_action_and_simple_records_are_told_apart(tmp_path: Path) -> None:
     enter, note, warning, exit_ = traced.records
     assert isinstance(enter, ActionTraceRecord)
     assert (enter.trace_id, enter.parent_id, enter.start_time) == ("a1", "p0", T0)
-    assert enter.model_extra == {"sample_id": 7}
+    assert enter.model_extra == {"attempt": 7}
     assert note.message == "[Sandbox] connected"
     assert isinstance(warning, SimpleTraceRecord)
     assert (warning.level, warning.module, warning.function, warning.line) == (
@@ -246,3 +246,48 @@ def test_list_trace_files_newest_first(tmp_path: Path) -> None:
 
 def test_list_trace_files_of_a_missing_directory_is_empty(tmp_path: Path) -> None:
     assert list_trace_files(tmp_path / "nowhere") == []
+
+
+def test_where_fields_are_read_and_optional(tmp_path: Path) -> None:
+    """``task``, ``sample_id`` and ``span_id`` are read when present, ``None`` in old files."""
+    path = write_trace(
+        tmp_path / "trace-where.log",
+        [
+            action("enter", "a1", task="t", sample_id=3, span_id="s1"),
+            message("note", task="t", sample_id="str-id", span_id=None),
+            action("enter", "a2"),  # an old file's record
+            message("old"),
+        ],
+    )
+    new_action, new_message, old_action, old_message = read_trace_file(path).records
+    assert (new_action.task, new_action.sample_id, new_action.span_id) == ("t", 3, "s1")
+    assert (new_message.task, new_message.sample_id, new_message.span_id) == ("t", "str-id", None)
+    for old in (old_action, old_message):
+        assert (old.task, old.sample_id, old.span_id) == (None, None, None)
+        assert old.model_extra == {}
+    assert "task" not in old_action.model_dump(exclude_unset=True)
+
+
+def test_a_wrong_where_field_fails_validation(tmp_path: Path) -> None:
+    path = write_trace(
+        tmp_path / "trace-bad-where.log", [action("enter", "a1", sample_id=[1]), message("ok")]
+    )
+    traced = read_trace_file(path)
+    assert [r.message for r in traced.records] == ["ok"]
+    assert traced.skipped == 1
+    assert traced.problem is not None
+    assert "sample_id" in traced.problem
+
+
+def test_writers_are_the_processes_holding_the_file(tmp_path: Path) -> None:
+    from corral.tracing._storage import open_shared, writers
+
+    path = tmp_path / "trace-held.log"
+    fd, locked = open_shared(path)
+    try:
+        assert locked
+        assert writers(path) == (os.getpid(),)
+        assert writers(tmp_path / "trace-other.log") is None  # no such file: cannot tell
+    finally:
+        os.close(fd)
+    assert writers(path) == ()

@@ -54,6 +54,7 @@ from ..tracing._records import (
     list_trace_files,
     read_trace_file,
 )
+from ..tracing._storage import writers
 
 __all__ = ["trace"]
 
@@ -97,10 +98,15 @@ def list_command(as_json: bool) -> None:
 @trace.command("dump")
 @_TRACE_FILE
 @_FILTER
-def dump_command(trace_file: str | None, filter_: str | None) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (the default; accepted for scripts)."
+)
+def dump_command(trace_file: str | None, filter_: str | None, as_json: bool) -> None:
     """Print the records of a trace file as a JSON array.
 
-    TRACE_FILE defaults to the newest trace file.
+    TRACE_FILE defaults to the newest trace file. Each record is the object
+    the writer wrote (see docs/tracing.md for its keys); output is JSON with
+    or without --json.
     """
     records = _matching(_read(trace_file).records, filter_)
     dumped = [record.model_dump(mode="json", exclude_unset=True) for record in records]
@@ -115,66 +121,68 @@ def dump_command(trace_file: str | None, filter_: str | None) -> None:
 def anomalies_command(
     trace_file: str | None, filter_: str | None, show_all: bool, as_json: bool
 ) -> None:
-    """Show actions still running or cancelled.
+    """Show actions still running or cancelled, and the sample each belongs to.
 
     TRACE_FILE defaults to the newest trace file. Enter and finish records
-    are paired by trace_id. An action with no finish record is running (or its
-    process died before it finished), and its running time is counted up to
-    now. With --all, actions that raised or timed out are shown too.
+    are paired by trace_id. An action with no finish record is running: its
+    running time is counted up to now while a process still writes the file,
+    and up to the file's last write once none does (the process exited or was
+    killed). Running actions come longest-running first. With --all, actions
+    that raised or timed out are shown too.
     """
-    traced = _read(trace_file)
-    as_of = time.time()
-    found = _replay(_actions(_matching(traced.records, filter_)), as_of)
-    if as_json:
-        report = {
-            "trace_file": str(traced.path),
-            "as_of": datetime.fromtimestamp(as_of).astimezone().isoformat(),
-            **{name: [row.to_json() for row in rows] for name, rows in found.buckets()},
-        }
-        click.echo(_json_text(report))
-        return
-    console = Console()
-    console.print(Text(f"TRACE: {_visible(str(traced.path))}"), soft_wrap=True)
-    shown = [
-        (name, rows)
-        for name, rows in found.buckets()
-        if rows and (show_all or name in ("running", "cancelled"))
-    ]
-    if not shown:
-        if show_all:
-            console.print("No anomalies found in trace file.")
-        else:
-            console.print(
-                "No running or cancelled actions found in trace file "
-                "(pass --all to see errors and timeouts)."
-            )
-        return
-    for name, rows in shown:
-        console.print()
-        console.print(_anomaly_table(name, rows))
+    _report(trace_file, filter_, ("running", "cancelled", "errors", "timeouts"), show_all, as_json)
+
+
+@trace.command("running")
+@_TRACE_FILE
+@_FILTER
+@click.option("--json", "as_json", is_flag=True, help="Print the running actions as JSON.")
+def running_command(trace_file: str | None, filter_: str | None, as_json: bool) -> None:
+    """Show what a (running) harness is doing now, longest-running first.
+
+    TRACE_FILE defaults to the newest trace file. The running actions of
+    ``anomalies``, with the process writing the file (if one still is), the
+    task and sample of each action, and how long it has been running.
+    """
+    _report(trace_file, filter_, ("running",), True, as_json)
 
 
 @trace.command("tree")
 @_TRACE_FILE
 @_FILTER
-def tree_command(trace_file: str | None, filter_: str | None) -> None:
-    """Show the actions of a trace file as a tree of scopes.
+@click.option("--json", "as_json", is_flag=True, help="Print the tree as a JSON object.")
+def tree_command(trace_file: str | None, filter_: str | None, as_json: bool) -> None:
+    """Show the actions of a trace file as a tree: task, sample, then scopes.
 
-    TRACE_FILE defaults to the newest trace file. Each action is shown under
-    the action that was running around it when it started (its parent_id),
-    with its duration, or its running time if it has not finished. With
-    --filter, actions whose messages match are shown with the actions around
-    them. An action whose parent is not in the file is shown at the top.
+    TRACE_FILE defaults to the newest trace file. Actions are grouped under
+    the task and the sample they ran in; inside a group, each action is shown
+    under the action that was running around it when it started (its
+    parent_id), with its duration, or its running time if it has not
+    finished. With --filter, actions whose messages match are shown with the
+    actions around them. An action whose parent is not in the file is shown
+    at the top of its group.
     """
     traced = _read(trace_file)
+    writer = _writer(traced.path)
     nodes = _build_nodes(_actions(traced.records))
     keep = _kept(nodes, filter_)
+    until = writer.until(time.time())
+    tops = _grouped(nodes, keep)
+    if as_json:
+        report = {
+            "trace_file": str(traced.path),
+            "as_of": _iso(time.time()),
+            "writer": writer.to_json(),
+            **_tree_json(tops, nodes, keep, until),
+        }
+        click.echo(_json_text(report))
+        return
     color = False if os.environ.get("NO_COLOR") else None
     click.echo(f"TRACE: {_visible(str(traced.path))}", color=color)
     if not keep:
         click.echo("No actions found in trace file." if filter_ is None else "No actions match.")
         return
-    lines = _draw(nodes, keep, time.time())
+    lines = _draw(tops, nodes, keep, until)
     click.echo("\n".join(lines), color=color)
 
 
@@ -237,9 +245,78 @@ def _read(trace_file: str | None) -> TraceFile:
         raise click.ClickException(
             f"Cannot read the trace file '{_visible(str(path))}': {exc.strerror or exc}."
         ) from None
+    if not traced.records:
+        if traced.skipped:
+            why = (
+                f"none of its lines is a trace record ({traced.skipped} could not be read; "
+                f"first: {traced.problem})"
+            )
+        else:
+            why = "it holds no records yet"
+        raise click.ClickException(
+            f"'{_visible(str(path))}' is not a trace file with records: {_visible(why)}."
+        )
     if traced.note:
         click.echo(_visible(traced.note), err=True)
     return traced
+
+
+@dataclass(frozen=True, slots=True)
+class _Writer:
+    """Who is writing a trace file, as far as can be told.
+
+    ``state`` is ``"writing"`` (``pids`` hold it open), ``"stopped"`` (no
+    process holds it: the one that wrote it exited or was killed), ``"exited"``
+    (the file is compressed: its writer exited normally) or ``"unknown"``.
+    """
+
+    state: str
+    pids: tuple[int, ...]
+    last_write: float | None
+
+    def until(self, now: float) -> float:
+        """Up to when an unfinished action has been running: now, or the file's last write."""
+        if self.state in ("writing", "unknown") or self.last_write is None:
+            return now
+        return self.last_write
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "pids": list(self.pids),
+            "last_write": None if self.last_write is None else _iso(self.last_write),
+        }
+
+    def text(self) -> str | None:
+        if self.state == "writing":
+            pids = ", ".join(str(pid) for pid in self.pids)
+            return f"Being written by process {pids}: running actions are running now."
+        when = _clock(self.last_write)
+        if self.state == "stopped":
+            return (
+                "No process is writing it any more: its process exited or was killed "
+                f"after its last write, at {when}; unfinished actions are timed up to then."
+            )
+        if self.state == "exited":
+            return f"Its process has exited (last written {when})."
+        return None
+
+
+def _writer(path: Path) -> _Writer:
+    try:
+        mtime: float | None = path.stat().st_mtime
+    except OSError:
+        mtime = None
+    if path.name.endswith(".gz"):
+        return _Writer("exited", (), mtime)
+    pids = writers(path)
+    if pids is None:
+        return _Writer("unknown", (), mtime)
+    return _Writer("writing" if pids else "stopped", pids, mtime)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).astimezone().isoformat()
 
 
 def _matching(records: tuple[TraceRecord, ...], filter_: str | None) -> list[TraceRecord]:
@@ -335,6 +412,23 @@ def _json_escaped(ch: str) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
+# -- where an action ran ----------------------------------------------------------------
+
+
+def _where(record: ActionTraceRecord) -> str:
+    """``grading / sample 3`` (or ``grading``, or ``sample 3``), or ``""`` outside both."""
+    parts: list[str] = []
+    if record.task is not None:
+        parts.append(record.task)
+    if record.sample_id is not None:
+        parts.append(f"sample {record.sample_id}")
+    return " / ".join(parts)
+
+
+def _where_json(record: ActionTraceRecord) -> dict[str, Any]:
+    return {"task": record.task, "sample_id": record.sample_id, "span_id": record.span_id}
+
+
 # -- anomalies --------------------------------------------------------------------------
 
 
@@ -362,6 +456,7 @@ class _Row:
             "duration": self.duration,
             "trace_id": self.record.trace_id,
             "parent_id": self.record.parent_id,
+            **_where_json(self.record),
         }
         if self.record.event == "error":
             row["error"] = self.record.error
@@ -385,8 +480,13 @@ class _Anomalies:
         ]
 
 
-def _replay(actions: list[ActionTraceRecord], now: float) -> _Anomalies:
-    """Pair enter and finish records by trace_id and bucket what did not exit."""
+def _replay(actions: list[ActionTraceRecord], until: float) -> _Anomalies:
+    """Pair enter and finish records by trace_id and bucket what did not exit.
+
+    An unfinished action's running time is counted up to *until*; running
+    actions come longest-running first (unknown start last), the others
+    latest finish first.
+    """
     found = _Anomalies()
     running: dict[str, ActionTraceRecord] = {}
     buckets = {"cancel": found.cancelled, "error": found.errors, "timeout": found.timeouts}
@@ -403,11 +503,59 @@ def _replay(actions: list[ActionTraceRecord], now: float) -> _Anomalies:
         buckets[record.event].append(_Row(record, start, record.duration))
     for enter in running.values():
         start = enter.start_time
-        found.running.append(_Row(enter, start, None if start is None else now - start))
-    found.running.sort(key=lambda row: (row.start_time is None, row.start_time or 0.0))
+        found.running.append(_Row(enter, start, None if start is None else max(until - start, 0.0)))
+    found.running.sort(key=lambda row: (row.duration is None, -(row.duration or 0.0)))
     for rows in (found.cancelled, found.errors, found.timeouts):
         rows.sort(key=lambda row: row.end, reverse=True)
     return found
+
+
+def _report(
+    trace_file: str | None,
+    filter_: str | None,
+    names: tuple[str, ...],
+    show_all: bool,
+    as_json: bool,
+) -> None:
+    """Print the buckets *names* of the anomalies of a trace file (``anomalies``, ``running``)."""
+    traced = _read(trace_file)
+    writer = _writer(traced.path)
+    now = time.time()
+    found = _replay(_actions(_matching(traced.records, filter_)), writer.until(now))
+    buckets = [(name, rows) for name, rows in found.buckets() if name in names]
+    if as_json:
+        report = {
+            "trace_file": str(traced.path),
+            "as_of": _iso(now),
+            "writer": writer.to_json(),
+            **{name: [row.to_json() for row in rows] for name, rows in buckets},
+        }
+        click.echo(_json_text(report))
+        return
+    console = Console()
+    console.print(Text(f"TRACE: {_visible(str(traced.path))}"), soft_wrap=True)
+    about = writer.text()
+    if about is not None:
+        console.print(Text(about), soft_wrap=True)
+    shown = [
+        (name, rows)
+        for name, rows in buckets
+        if rows and (show_all or name in ("running", "cancelled"))
+    ]
+    if not shown:
+        if names == ("running",):
+            console.print("No running actions found in trace file.")
+        elif show_all:
+            console.print("No anomalies found in trace file.")
+        else:
+            console.print(
+                "No running or cancelled actions found in trace file "
+                "(pass --all to see errors and timeouts)."
+            )
+        return
+    for name, rows in shown:
+        console.print()
+        console.print(_anomaly_table(name, rows))
 
 
 _TITLES = {
@@ -422,6 +570,7 @@ def _anomaly_table(name: str, rows: list[_Row]) -> Table:
     table = Table(title=_TITLES[name], title_justify="left", expand=False)
     table.add_column("Action", no_wrap=True)
     table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Task / Sample", overflow="fold")
     table.add_column("Detail", overflow="fold")
     table.add_column("Start Time", no_wrap=True)
     for row in rows:
@@ -431,6 +580,7 @@ def _anomaly_table(name: str, rows: list[_Row]) -> Table:
         table.add_row(
             Text(_visible(row.record.action)),
             _seconds(row.duration),
+            Text(_visible(_where(row.record))),
             detail,
             _clock(row.start_time),
         )
@@ -478,6 +628,9 @@ def _clock(epoch: float | None) -> str:
 
 # -- tree -------------------------------------------------------------------------------
 
+#: The task and sample an action ran in.
+_GroupKey = tuple[str | None, int | str | None]
+
 
 @dataclass(slots=True)
 class _Node:
@@ -487,34 +640,67 @@ class _Node:
     action: str
     detail: str
     parent_id: str | None
+    group: _GroupKey
     enter: ActionTraceRecord | None = None
     finish: ActionTraceRecord | None = None
     messages: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
 
+    @property
+    def record(self) -> ActionTraceRecord:
+        record = self.enter or self.finish
+        assert record is not None
+        return record
+
+
+@dataclass(slots=True)
+class _Group:
+    """A task, or a sample (of a task, or of none), and what is drawn under it."""
+
+    task: str | None
+    sample_id: int | str | None
+    items: list[_Group | _Node] = field(default_factory=list)
+
+    @property
+    def is_sample(self) -> bool:
+        return self.sample_id is not None
+
 
 def _build_nodes(actions: list[ActionTraceRecord]) -> dict[str, _Node]:
-    """One node per trace_id, children in the order they first appear in the file."""
+    """One node per trace_id, children (of its group) in the order they first appear."""
     nodes: dict[str, _Node] = {}
     for record in actions:
         node = nodes.get(record.trace_id)
         if node is None:
-            node = _Node(record.trace_id, record.action, record.detail, record.parent_id)
+            group = (record.task, record.sample_id)
+            node = _Node(record.trace_id, record.action, record.detail, record.parent_id, group)
             nodes[record.trace_id] = node
         if record.event == "enter":
             node.enter = record
             node.parent_id = record.parent_id
+            node.group = (record.task, record.sample_id)
         else:
             node.finish = record
         node.messages.append(record.message)
     for node in nodes.values():
-        if node.parent_id is not None and node.parent_id in nodes:
-            nodes[node.parent_id].children.append(node.trace_id)
+        parent = _parent(node, nodes)
+        if parent is not None:
+            parent.children.append(node.trace_id)
     return nodes
 
 
+def _parent(node: _Node, nodes: dict[str, _Node]) -> _Node | None:
+    """The node *node* is drawn under: its parent action, if that ran in the same sample."""
+    if node.parent_id is None:
+        return None
+    parent = nodes.get(node.parent_id)
+    if parent is None or parent.group != node.group:
+        return None
+    return parent
+
+
 def _kept(nodes: dict[str, _Node], filter_: str | None) -> set[str]:
-    """The nodes to show: all of them, or those matching and their ancestors."""
+    """The nodes to show: all of them, or those matching and their ancestors (in their group)."""
     if filter_ is None:
         return set(nodes)
     needle = filter_.casefold()
@@ -524,17 +710,13 @@ def _kept(nodes: dict[str, _Node], filter_: str | None) -> set[str]:
             current: _Node | None = node
             while current is not None and current.trace_id not in keep:
                 keep.add(current.trace_id)
-                current = nodes.get(current.parent_id) if current.parent_id else None
+                current = _parent(current, nodes)
     return keep
 
 
 def _tops(nodes: dict[str, _Node], keep: set[str]) -> list[_Node]:
-    """The kept actions drawn at the top: roots, orphans, and one member of each cycle."""
-    tops = [
-        node
-        for node in nodes.values()
-        if node.trace_id in keep and (node.parent_id is None or node.parent_id not in nodes)
-    ]
+    """The kept actions drawn at the top of their group: roots, orphans, one of each cycle."""
+    tops = [node for node in nodes.values() if node.trace_id in keep and not _parent(node, nodes)]
     reached = _reach(nodes, keep, tops)
     for node in nodes.values():
         if node.trace_id in keep and node.trace_id not in reached:
@@ -555,39 +737,88 @@ def _reach(nodes: dict[str, _Node], keep: set[str], starts: list[_Node]) -> set[
     return reached
 
 
-def _draw(nodes: dict[str, _Node], keep: set[str], now: float) -> list[str]:
+def _grouped(nodes: dict[str, _Node], keep: set[str]) -> list[_Group | _Node]:
+    """The top of the tree: tasks (with their samples), samples of no task, and loose actions.
+
+    Each in the order its first action appears in the file.
+    """
+    top: list[_Group | _Node] = []
+    tasks: dict[str, _Group] = {}
+    samples: dict[_GroupKey, _Group] = {}
+    for node in _tops(nodes, keep):
+        task, sample_id = node.group
+        if task is None and sample_id is None:
+            top.append(node)
+            continue
+        where = top
+        if task is not None:
+            group = tasks.get(task)
+            if group is None:
+                group = tasks[task] = _Group(task, None)
+                top.append(group)
+            where = group.items
+        if sample_id is None:
+            where.append(node)
+            continue
+        sample = samples.get(node.group)
+        if sample is None:
+            sample = samples[node.group] = _Group(task, sample_id)
+            where.append(sample)
+        sample.items.append(node)
+    return top
+
+
+def _draw(
+    tops: list[_Group | _Node], nodes: dict[str, _Node], keep: set[str], until: float
+) -> list[str]:
     """The tree as lines of text with box-drawing guides (iterative: any depth works)."""
     lines: list[str] = []
     drawn: set[str] = set()
-    tops = _tops(nodes, keep)
-    stack = [(node, "", i == len(tops) - 1) for i, node in enumerate(tops)]
+    stack: list[tuple[_Group | _Node, str, bool]] = [
+        (item, "", i == len(tops) - 1) for i, item in enumerate(tops)
+    ]
     stack.reverse()  # the first on top
     while stack:
-        node, prefix, last = stack.pop()
-        if node.trace_id in drawn:
-            continue
-        drawn.add(node.trace_id)
-        lines.append(f"{prefix}{'└── ' if last else '├── '}{_label(node, nodes, now)}")
-        kids = [nodes[c] for c in node.children if c in keep and c not in drawn]
+        item, prefix, last = stack.pop()
+        if isinstance(item, _Group):
+            label = _group_label(item)
+            kids: list[_Group | _Node] = list(item.items)
+        else:
+            if item.trace_id in drawn:
+                continue
+            drawn.add(item.trace_id)
+            label = _label(item, nodes, until)
+            kids = [nodes[c] for c in item.children if c in keep and c not in drawn]
+        lines.append(f"{prefix}{'└── ' if last else '├── '}{label}")
         inner = prefix + ("    " if last else "│   ")
         stack.extend(reversed([(kid, inner, i == len(kids) - 1) for i, kid in enumerate(kids)]))
     return lines
 
 
-def _label(node: _Node, nodes: dict[str, _Node], now: float) -> str:
+def _group_label(group: _Group) -> str:
+    if group.is_sample:
+        return click.style(_visible(f"sample {group.sample_id}"), fg="cyan", bold=True)
+    return click.style(_visible(f"task {group.task}"), fg="blue", bold=True)
+
+
+def _label(node: _Node, nodes: dict[str, _Node], until: float) -> str:
     action = click.style(_visible(node.action), bold=True)
-    text = f"{action}: {_visible(node.detail)}  {_status(node, now)}"
+    text = f"{action}: {_visible(node.detail)}  {_status(node, until)}"
     if node.parent_id is not None and node.parent_id not in nodes:
         parent = _visible(node.parent_id)
         text += click.style(f"  (parent {parent} is not in this file)", dim=True)
     return text
 
 
-def _status(node: _Node, now: float) -> str:
+def _running_for(node: _Node, until: float) -> float | None:
+    start = node.enter.start_time if node.enter else None
+    return None if start is None else max(until - start, 0.0)
+
+
+def _status(node: _Node, until: float) -> str:
     finish = node.finish
     if finish is None:
-        start = node.enter.start_time if node.enter else None
-        running = None if start is None else now - start
+        running = _running_for(node, until)
         return click.style(f"running for {_seconds(running)}", fg="yellow", bold=True)
     took = _seconds(finish.duration)
     if finish.event == "exit":
@@ -598,3 +829,77 @@ def _status(node: _Node, now: float) -> str:
         return click.style(f"timed out after {took}", fg="red")
     error = _visible(_error_text(finish))
     return click.style(f"error after {took}: {error}", fg="red", bold=True)
+
+
+def _tree_json(
+    tops: list[_Group | _Node], nodes: dict[str, _Node], keep: set[str], until: float
+) -> dict[str, Any]:
+    """The tree as flat lists, in the order the text shows it (no nesting: any depth works).
+
+    ``groups``: one object per task or sample with the ``roots`` drawn at its
+    top; ``actions``: every action shown, in drawing order, with its
+    ``depth`` below its group and the ``children`` drawn under it.
+    """
+    groups: list[dict[str, Any]] = []
+    actions: list[dict[str, Any]] = []
+    loose: list[str] = []
+    drawn: set[str] = set()
+
+    def walk(root: _Node) -> None:
+        pending = [(root, 0)]
+        while pending:
+            node, depth = pending.pop()
+            if node.trace_id in drawn:
+                continue
+            drawn.add(node.trace_id)
+            kids = [nodes[c] for c in node.children if c in keep and c not in drawn]
+            actions.append(_node_json(node, depth, [k.trace_id for k in kids], until))
+            pending.extend((kid, depth + 1) for kid in reversed(kids))
+
+    def visit(group: _Group) -> None:
+        roots: list[str] = []
+        groups.append({"task": group.task, "sample_id": group.sample_id, "roots": roots})
+        for item in group.items:
+            if isinstance(item, _Group):
+                visit(item)
+            else:
+                roots.append(item.trace_id)
+                walk(item)
+
+    for item in tops:
+        if isinstance(item, _Group):
+            visit(item)
+        else:
+            loose.append(item.trace_id)
+            walk(item)
+    if loose:
+        groups.append({"task": None, "sample_id": None, "roots": loose})
+    return {"groups": groups, "actions": actions}
+
+
+def _node_json(node: _Node, depth: int, children: list[str], until: float) -> dict[str, Any]:
+    finish = node.finish
+    record = node.record
+    start = record.start_time if node.enter is None else node.enter.start_time
+    if finish is None:
+        status, duration = "running", _running_for(node, until)
+    else:
+        status, duration = finish.event, finish.duration
+        if start is None:
+            start = finish.start_time
+    out: dict[str, Any] = {
+        "trace_id": node.trace_id,
+        "parent_id": node.parent_id,
+        "action": node.action,
+        "detail": node.detail,
+        "status": status,
+        "start_time": start,
+        "duration": duration,
+        "depth": depth,
+        "children": children,
+        **_where_json(record),
+    }
+    if finish is not None and finish.event == "error":
+        out["error"] = finish.error
+        out["error_type"] = finish.error_type
+    return out

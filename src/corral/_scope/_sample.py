@@ -31,6 +31,7 @@ from .._state._snapshot import Snapshot, diff, snapshot
 from .._state._span import span
 from .._state._store import Store, current_store
 from .._state._transcript import Transcript, current_transcript
+from ..tracing._context import enter_sample, leave
 from ._collect import sample_background
 from ._lifecycle import sample_sandboxes
 from ._limits import sample_limit_scope
@@ -87,14 +88,16 @@ class Sample(metaclass=NoPublicConstructor):
 
 @contextlib.contextmanager
 def _sample_context(sample: Sample) -> Iterator[None]:
-    """The sample's store, transcript, start time and (empty) span stack for the block."""
+    """The sample's store, transcript, start time, (empty) span stack and trace place."""
     store_token = current_store.set(sample.store)
     transcript_token = current_transcript.set(sample.transcript)
     started_token = sample_started.set(time.monotonic())
     span_token = current_span.set(None)  # the sample's transcript has a span tree of its own
+    trace_token = enter_sample(sample.id)  # trace records name the sample
     try:
         yield
     finally:
+        leave(trace_token)
         current_span.reset(span_token)
         sample_started.reset(started_token)
         current_transcript.reset(transcript_token)

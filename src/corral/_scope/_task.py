@@ -43,6 +43,7 @@ from .._core._settings import (
     subprocess_limiter,
     task_subprocess_limiter,
 )
+from ..tracing._context import enter_task, leave
 from ._lifecycle import as_spec, open_task_sandboxes
 from ._sample import Sample, open_sample
 from ._signals import cancelled_by_signals, handles_signals
@@ -215,6 +216,7 @@ class Task(metaclass=NoPublicConstructor):
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:
         with contextlib.ExitStack() as settings:
+            settings.callback(leave, enter_task(self._name))  # trace records name the task
             if self._kill_grace is not None:
                 token = kill_grace.set(self._kill_grace)
                 settings.callback(kill_grace.reset, token)

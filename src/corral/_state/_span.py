@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeAlias, final
 
 from anyio.lowlevel import checkpoint
 
+from ..tracing._context import enter_span, leave
 from ._events import SpanBeginEvent, SpanEndEvent, StoreEvent, current_span
 from ._snapshot import Snapshot, diff, snapshot
 from ._store import Store, current_store
@@ -18,7 +19,10 @@ from ._transcript import Transcript, current_transcript
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from contextvars import Token
     from types import TracebackType
+
+    from ..tracing._context import TraceContext
 
 __all__ = ["SpanIdProvider", "span", "span_id_provider"]
 
@@ -41,6 +45,7 @@ class _Span:
         "_requested",
         "_store",
         "_token",
+        "_trace_token",
         "_transcript",
         "_type",
     )
@@ -54,6 +59,7 @@ class _Span:
         self._transcript: Transcript | None = None
         self._before: Snapshot | None = None
         self._token: object = None
+        self._trace_token: Token[TraceContext] | None = None
 
     async def __aenter__(self) -> None:
         if self._store is not None:
@@ -83,6 +89,7 @@ class _Span:
             )
         )
         self._token = current_span.set(span_id)
+        self._trace_token = enter_span(span_id)  # trace records written inside name the span
 
     async def __aexit__(
         self,
@@ -110,6 +117,9 @@ class _Span:
                 transcript._event(StoreEvent(changes=changes))
             transcript._event(SpanEndEvent(id=self._id))
         finally:
+            if self._trace_token is not None:
+                leave(self._trace_token)
+                self._trace_token = None
             current_span.reset(self._token)  # type: ignore[arg-type]
         if failure is not None:
             raise failure

@@ -2,7 +2,9 @@
 
 :func:`transcript` returns the running sample's transcript (subtasks have
 their own), or one process-wide transcript outside any sample. A transcript
-serialises to JSON and back without loss.
+serialises to JSON and back without loss, whole (:meth:`Transcript.to_json`) or
+one event per line (:meth:`Transcript.write_jsonl`, :meth:`Transcript.iter_jsonl`),
+which keeps memory flat however many events a sample recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pydantic import JsonValue, TypeAdapter
 from ._events import BaseEvent, Event, InfoEvent
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
 __all__ = ["Transcript", "transcript"]
 
@@ -26,6 +28,19 @@ __all__ = ["Transcript", "transcript"]
 def _events_adapter() -> TypeAdapter[list[Event]]:
     """The adapter for a list of events, built on first use (building it costs ~10 ms)."""
     return TypeAdapter(list[Event])
+
+
+@functools.cache
+def _event_adapter() -> TypeAdapter[Event]:
+    """The adapter for one event, built on first use."""
+    return TypeAdapter(Event)
+
+
+def _with_uuid(build: Callable[[], Event], uuid: str) -> Event:
+    """The event *build* returns, with the id it was given when first built."""
+    event = build()
+    event.uuid = uuid
+    return event
 
 
 class Transcript:
@@ -100,6 +115,49 @@ class Transcript:
     def read_json(cls, path: str | Path) -> Transcript:
         """Read a transcript written by :meth:`write_json`."""
         return cls.from_json(Path(path).read_bytes())
+
+    def write_jsonl(self, path: str | Path) -> int:
+        """Write the events to *path* as JSON Lines, one event per line; return how many.
+
+        Each event is serialised and written on its own, and an event recorded
+        on a hot path (a sandbox call) is built for its line only, not kept:
+        memory stays flat however many events there are. Blocking file I/O.
+        """
+        adapter = _event_adapter()
+        events = self._events
+        with Path(path).open("wb") as out:
+            for index, item in enumerate(events):
+                if isinstance(item, BaseEvent):
+                    event = item
+                else:
+                    event = item()
+                    # Built again when read, it must keep the id written here.
+                    events[index] = functools.partial(_with_uuid, item, event.uuid)
+                out.write(adapter.dump_json(event))
+                out.write(b"\n")
+        return len(events)
+
+    @staticmethod
+    def iter_jsonl(path: str | Path) -> Iterator[Event]:
+        """The events of a file written by :meth:`write_jsonl`, read one line at a time.
+
+        Raises:
+            pydantic.ValidationError: A line is not a valid event.
+        """
+        adapter = _event_adapter()
+        with Path(path).open("rb") as lines:
+            for line in lines:
+                if line.strip():
+                    yield adapter.validate_json(line)
+
+    @classmethod
+    def read_jsonl(cls, path: str | Path) -> Transcript:
+        """Read a transcript written by :meth:`write_jsonl` (every event in memory).
+
+        Raises:
+            pydantic.ValidationError: A line is not a valid event.
+        """
+        return cls(cls.iter_jsonl(path))
 
 
 _default_transcript = Transcript()

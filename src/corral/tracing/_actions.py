@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _otel
+from ._context import current_context
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -401,6 +402,7 @@ class _TraceAction:
         "_start_time",
         "_token",
         "_trace_id",
+        "_where",
     )
 
     def __init__(
@@ -435,6 +437,7 @@ class _TraceAction:
         self._json: tuple[str, str, str] | None = None
         self._trace_id = trace_id = f"{_prefix}{next(_counter)}"
         self._parent_id = parent_id = _current.get()
+        self._where = where = current_context()
         self._token = _current.set(trace_id)
         self._detail = detail = (
             _format(self._message, self._args, self._kwargs)
@@ -449,7 +452,7 @@ class _TraceAction:
             if logged:
                 if sink is not None and not others and _plain(sink, self._logger):
                     self._json = sink.action_json(
-                        self._action, detail, trace_id, parent_id, start_time
+                        self._action, detail, trace_id, parent_id, start_time, where
                     )
                     sink.write_action(self._json, "enter", start_time)
                 else:
@@ -465,6 +468,7 @@ class _TraceAction:
                             "trace_id": trace_id,
                             "parent_id": parent_id,
                             "start_time": start_time,
+                            **where.fields(),
                         },
                         sink,
                         others,
@@ -503,6 +507,7 @@ class _TraceAction:
                             self._trace_id,
                             self._parent_id,
                             self._start_time,
+                            self._where,
                         )
                     sink.write_action(json, event, _time(), duration, error)
                 else:
@@ -515,6 +520,7 @@ class _TraceAction:
                         "trace_id": self._trace_id,
                         "parent_id": self._parent_id,
                         "start_time": self._start_time,
+                        **self._where.fields(),
                         "duration": duration,
                     }
                     if error is not None:
@@ -611,8 +617,8 @@ def trace_message(
         if kwargs:
             _deliver(logger, _make_record(logger, msg, args, kwargs), sink, others)
         elif sink is not None and not others and _plain(sink, logger):
-            sink.write_message(msg, args)
+            sink.write_message(msg, args, current_context())
         else:
-            _log(logger, msg, args, None, sink, others)
+            _log(logger, msg, args, current_context().fields(), sink, others)
     except Exception as exc:
         turn_off(exc, f"logging a {category!r} message")

@@ -4,8 +4,10 @@
   its UTC offset), ``level``, ``message``; ``module``, ``function`` and
   ``line`` for records that are not ``TRACE``; then every non-standard
   attribute of the record in the order it was set (the action fields of
-  ``trace_action``, any ``extra``). Values JSON cannot encode are written as
-  their ``str()``.
+  ``trace_action``, any ``extra``), and last (unless an ``extra`` set them)
+  ``task``, ``sample_id`` and ``span_id``: where the record was written (see
+  :mod:`corral.tracing._context`; ``null`` outside a task, sample or span).
+  Values JSON cannot encode are written as their ``str()``.
 * **Buffering.** A record costs a dict, one ``json`` encode and a list append.
   A daemon thread writes the buffer every :data:`FLUSH_INTERVAL` seconds (a
   full buffer is written at once), and the exit hook writes the rest, so a
@@ -31,11 +33,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from . import _actions
 from ._actions import TRACE
+from ._context import CONTEXT_FIELDS, current_context
 from ._storage import compress, open_shared
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
+
+    from ._context import TraceContext
 
 __all__ = ["FLUSH_INTERVAL", "TraceFileHandler"]
 
@@ -228,17 +233,26 @@ class TraceFileHandler(logging.Handler):
         for key, value in extras:
             if key not in _STANDARD:
                 out[key] = value
+        if CONTEXT_FIELDS[-1] not in out:  # else set by trace_action / trace_message
+            for key, value in current_context().fields().items():
+                out.setdefault(key, value)  # an ``extra`` of the same name wins
         return _encode(out) + "\n"
 
     @staticmethod
     def action_json(
-        action: str, detail: str, trace_id: str, parent_id: str | None, start_time: float
+        action: str,
+        detail: str,
+        trace_id: str,
+        parent_id: str | None,
+        start_time: float,
+        where: TraceContext,
     ) -> tuple[str, str, str]:
         """The parts of an action's lines that its enter and finish records share.
 
         The opening of the message (without its closing quote), the fields up
-        to the event, and the fields after it: see :meth:`write_action`. Ids
-        are made by ``trace_action`` and need no escaping.
+        to the event, and the fields after it (the place *where* it started
+        last): see :meth:`write_action`. Ids are made by ``trace_action`` and
+        need no escaping.
         """
         quoted_action = _quoted_actions.get(action)
         if quoted_action is None:
@@ -251,7 +265,8 @@ class TraceFileHandler(logging.Handler):
             # JSON escapes character by character, so quoted parts can be spliced.
             f"{quoted_action[:-1]}: {quoted_detail[1:-1]}",
             f'"action": {quoted_action}, "detail": {quoted_detail}, "event": "',
-            f'", "trace_id": "{trace_id}", "parent_id": {parent}, "start_time": {start_time!r}',
+            f'", "trace_id": "{trace_id}", "parent_id": {parent}, "start_time": {start_time!r}, '
+            f"{where.json}",
         )
 
     def write_action(
@@ -287,11 +302,11 @@ class TraceFileHandler(logging.Handler):
             )
         self._append(line)
 
-    def write_message(self, msg: str, args: tuple[Any, ...]) -> None:
-        """Write a ``TRACE`` record of *msg* % *args*, as :meth:`format_line` would."""
+    def write_message(self, msg: str, args: tuple[Any, ...], where: TraceContext) -> None:
+        """Write a ``TRACE`` record of *msg* % *args* in *where*, as :meth:`format_line` would."""
         line = (
             f'{{"timestamp": "{self.timestamp(time.time())}", "level": {self._trace_name}, '
-            f'"message": {_quote(_message(msg, args))}}}\n'
+            f'"message": {_quote(_message(msg, args))}, {where.json}}}\n'
         )
         self._append(line)
 

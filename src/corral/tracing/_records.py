@@ -91,6 +91,16 @@ class _TraceRecordBase(BaseModel):
     """The logging level name: ``"TRACE"``, ``"INFO"``, ``"WARNING"``, ..."""
     message: str
     """The formatted log message."""
+    task: str | None = None
+    """The name of the task scope the record was written in (``None`` outside one)."""
+    sample_id: int | str | None = None
+    """The id of the sample the record was written in (``None`` outside one)."""
+    span_id: str | None = None
+    """The id of the innermost span the record was written in (``None`` outside one).
+
+    Files written before corral recorded ``task``, ``sample_id`` and
+    ``span_id`` read with all three ``None``.
+    """
 
 
 class SimpleTraceRecord(_TraceRecordBase):

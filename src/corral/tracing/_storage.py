@@ -7,6 +7,8 @@
 * :func:`compress`: gzip a plain trace file to ``<name>.gz`` (appending a
   member when that exists), then delete it.
 * :func:`is_trace_file_name`: the names trace files have (for rotation and listing).
+* :func:`writers`: the processes holding a trace file open for writing (their
+  shared ``flock``), as far as the system tells (Linux's ``/proc/locks``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["compress", "default_dir", "is_trace_file_name", "open_shared"]
+__all__ = ["compress", "default_dir", "is_trace_file_name", "open_shared", "writers"]
+
+_PROC_LOCKS = "/proc/locks"
 
 
 def is_trace_file_name(name: str) -> bool:
@@ -92,3 +96,32 @@ def compress(path: Path) -> None:
             os.unlink(partial)
         raise
     os.unlink(path)
+
+
+def writers(path: Path) -> tuple[int, ...] | None:
+    """The ids of the processes holding a ``flock`` on *path*: those writing it.
+
+    Every writer holds a shared ``flock`` on the trace file as long as it has
+    it open (:func:`open_shared`), so an empty answer means no process is
+    writing it any more (it exited, or was killed). Read from
+    ``/proc/locks`` without taking a lock, so a writer is never disturbed.
+    The ids are those of the processes that took the locks (a forked child
+    shares its parent's). ``None`` when that cannot be told: no
+    ``/proc/locks`` (not Linux), or the file cannot be examined.
+    """
+    try:
+        st = os.stat(path)
+        with open(_PROC_LOCKS, encoding="ascii", errors="replace") as locks:
+            lines = locks.readlines()
+    except OSError:
+        return None
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    found: list[int] = []
+    for line in lines:
+        # "1: FLOCK  ADVISORY  READ 1234 fe:00:2146902 0 EOF"; "1: -> FLOCK ..." waits.
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or fields[5] != wanted:
+            continue
+        with contextlib.suppress(ValueError):
+            found.append(int(fields[4]))
+    return tuple(sorted(set(found)))
