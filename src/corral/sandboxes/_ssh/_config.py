@@ -81,10 +81,13 @@ class SSHHostConfig(BaseModel):
     Also accepted as a string ``"[user@]host[:port]"``.
 
     Attributes:
-        host: Host name or address.
-        port: SSH port.
-        username: Login name; ``None`` lets the SSH configuration (or the
-            local user name) decide, as ``ssh`` does.
+        host: Host name or address, or a ``Host`` alias of the ``ssh_config``
+            (whose ``HostName`` then names the machine).
+        port: SSH port; ``None`` lets the ``ssh_config`` decide (its
+            ``Port``, else 22), as ``ssh`` does. A port given here wins
+            over the ``ssh_config``.
+        username: Login name; ``None`` lets the ``ssh_config`` (its
+            ``User``, else the local user name) decide, as ``ssh`` does.
         max_sandboxes: Samples this host may hold at once; ``None``: no limit
             of its own (samples still go to the least loaded host).
         max_sessions: Channels opened at once on one connection: the
@@ -95,7 +98,7 @@ class SSHHostConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     host: str = Field(min_length=1)
-    port: int = Field(default=22, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535)
     username: str | None = Field(default=None, min_length=1)
     max_sandboxes: int | None = Field(default=None, ge=1)
     max_sessions: int = Field(default=10, ge=1)
@@ -109,8 +112,14 @@ class SSHHostConfig(BaseModel):
 
     @property
     def label(self) -> str:
-        """``user@host:port`` (or ``host:port``), as messages name the host."""
+        """``[user@]host[:port]`` as written, as messages name the host.
+
+        What the configuration leaves to the ``ssh_config`` (the port, the
+        user) is not shown: ``box`` rather than a guess at ``box:22``.
+        """
         prefix = f"{self.username}@" if self.username else ""
+        if self.port is None:
+            return f"{prefix}{self.host}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{prefix}{host}:{self.port}"
 

@@ -190,7 +190,7 @@ class HostPool:
             with connecting(self.label, username=self.host.username, config=config):
                 return await asyncssh.connect(
                     self.host.host,
-                    self.host.port,
+                    self.host.port if self.host.port is not None else (),
                     username=self.host.username if self.host.username is not None else (),
                     client_keys=config.client_keys if config.client_keys is not None else (),
                     known_hosts=known_hosts,
