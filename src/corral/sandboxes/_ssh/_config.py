@@ -213,6 +213,9 @@ class SSHSandboxConfig(BaseModel):
         turn verification off: it is refused wherever it stands in the file,
         inside a ``Host`` or ``Match`` block or not, whichever host it
         applies to (only ``known_hosts = "ignore"`` turns verification off).
+        With ``known_hosts`` set to a file, it is refused as well if the
+        ``ssh_config`` has a ``ProxyJump``: ProxyJump hosts are verified
+        with the ``ssh_config``'s settings alone.
         ``StrictHostKeyChecking`` is not looked at: asyncssh ignores it and
         verifies regardless. Does not check that a key parses (that needs
         asyncssh; it is reported on connecting, as :class:`SSHConfigError`).
@@ -233,15 +236,29 @@ class SSHSandboxConfig(BaseModel):
             path = os.path.expanduser(DEFAULT_SSH_CONFIG)
             if not os.path.isfile(path):
                 return
-        for where, option, args in _ssh_config_lines(path, seen=set()):
-            if (
-                self.known_hosts is None
-                and option == "userknownhostsfile"
-                and [arg.lower() for arg in args] == ["none"]
-            ):
+        lines = list(_ssh_config_lines(path, seen=set()))  # each file read and split
+        if self.known_hosts == IGNORE_KNOWN_HOSTS:
+            return
+        jump = next(
+            (
+                where
+                for where, option, args in lines
+                if option == "proxyjump" and [arg.lower() for arg in args] != ["none"]
+            ),
+            None,
+        )
+        if self.known_hosts is not None and jump is None:
+            return
+        for where, option, args in lines:
+            if option == "userknownhostsfile" and [arg.lower() for arg in args] == ["none"]:
+                applies = (
+                    ""
+                    if self.known_hosts is None
+                    else f" for the ProxyJump hosts ({jump}), which known_hosts does not cover"
+                )
                 raise SSHConfigError(
                     f"invalid ssh sandbox configuration: config: {where}: UserKnownHostsFile "
-                    "none turns host key verification off; set known_hosts = "
+                    f"none turns host key verification off{applies}; set known_hosts = "
                     f'"{IGNORE_KNOWN_HOSTS}" in corral\'s config to allow that, or remove the line'
                 )
 
