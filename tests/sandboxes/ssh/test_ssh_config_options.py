@@ -18,6 +18,7 @@ import anyio.to_thread
 import pytest
 
 from corral.sandboxes import HostRefusedError, SSHSandboxConfig
+from corral.sandboxes._ssh._config import SSHConfigError
 from corral.sandboxes._ssh._environment import SSHSandboxEnvironment
 from corral.sandboxes._ssh._pool import proxy_jumps
 from corral.util import SandboxUnavailableError
@@ -271,13 +272,28 @@ async def test_the_target_refusing_the_forwarded_connection_names_it(
     assert wait_gone(jump_sshd.session_processes()) == []
 
 
-def test_a_malformed_proxy_jump_is_named(sshd: OpenSSHServer, tmp_path: Path) -> None:
-    path = _write(tmp_path, "Host box\n  ProxyJump u@jump:notaport\n")
-    config = SSHSandboxConfig.load({"hosts": ["box"], "config": path})
-    with pytest.raises(ValueError, match=r"ProxyJump 'u@jump:notaport' for box") as info:
-        proxy_jumps(config, config.hosts[0])
-    assert path in str(info.value)
-    # ProxyJump none, or none at all: no hops; a port corral's config gives picks the block.
+@pytest.mark.parametrize("value", ["u@jump:notaport", "a,,b", "ssh://u:pw@h"])
+def test_a_malformed_proxy_jump_is_named_at_load(tmp_path: Path, value: str) -> None:
+    path = _write(tmp_path, f"Host other\n  User x\nHost box\n  ProxyJump {value}\n")
+    # A configuration error (not the host's fault), naming the field, the file and the line.
+    with pytest.raises(SSHConfigError, match=re.escape(f"config: {path} line 4: ProxyJump")):
+        SSHSandboxConfig.load({"hosts": ["box"], "config": path})
+    # Read as the pool reads it, without the check: named too, with the host.
+    unchecked = SSHSandboxConfig.model_validate({"hosts": ["box"], "config": path})
+    with pytest.raises(SSHConfigError, match=re.escape(path)) as info:
+        proxy_jumps(unchecked, unchecked.hosts[0])
+    assert "ProxyJump" in str(info.value)
+    assert "for box" in str(info.value)
+
+
+def test_a_proxy_jump_of_two_words_is_named_at_load(tmp_path: Path) -> None:
+    path = _write(tmp_path, "Host box\n  ProxyJump a b\n")
+    with pytest.raises(SSHConfigError, match=re.escape(f"{path} line 2: ProxyJump 'a b'")):
+        SSHSandboxConfig.load({"hosts": ["box"], "config": path})
+
+
+def test_proxy_jumps_as_the_pool_reads_them(tmp_path: Path) -> None:
+    # ProxyJump none, or none at all: no hops.
     path = _write(
         tmp_path,
         "Host box\n  ProxyJump none\nHost other\n  ProxyJump a,u@b:2222,ssh://c\n",

@@ -215,14 +215,16 @@ class SSHSandboxConfig(BaseModel):
         applies to (only ``known_hosts = "ignore"`` turns verification off).
         With ``known_hosts`` set to a file, it is refused as well if the
         ``ssh_config`` has a ``ProxyJump``: ProxyJump hosts are verified
-        with the ``ssh_config``'s settings alone.
+        with the ``ssh_config``'s settings alone. A ``ProxyJump`` that is
+        not ``none`` or ``[user@]host[:port]`` (comma-separated) is refused.
         ``StrictHostKeyChecking`` is not looked at: asyncssh ignores it and
         verifies regardless. Does not check that a key parses (that needs
         asyncssh; it is reported on connecting, as :class:`SSHConfigError`).
 
         Raises:
             SSHConfigError: A file is missing, unreadable or not valid text,
-                or the ``ssh_config`` turns verification off; the message
+                or the ``ssh_config`` turns verification off or has a malformed
+                ``ProxyJump``; the message
                 names the field and the path (and the line, for the
                 ``ssh_config``).
         """
@@ -237,6 +239,9 @@ class SSHSandboxConfig(BaseModel):
             if not os.path.isfile(path):
                 return
         lines = list(_ssh_config_lines(path, seen=set()))  # each file read and split
+        for where, option, args in lines:
+            if option == "proxyjump":
+                _check_proxy_jump(where, args)
         if self.known_hosts == IGNORE_KNOWN_HOSTS:
             return
         jump = next(
@@ -359,6 +364,22 @@ class SSHSandboxConfig(BaseModel):
                 _relative_to(base, key) if isinstance(key, str) else key for key in keys
             ]
         return cls._validate(data, source)
+
+
+def _check_proxy_jump(where: str, args: list[str]) -> None:
+    """Refuse a ``ProxyJump`` (at *where*) other than ``none`` or ``[user@]host[:port],...``."""
+    if [arg.lower() for arg in args] == ["none"]:
+        return
+    try:
+        if len(args) != 1:
+            raise ValueError("one argument expected")
+        for hop in args[0].split(","):
+            _parse_host(hop.removeprefix("ssh://"))
+    except ValueError:
+        raise SSHConfigError(
+            f"invalid ssh sandbox configuration: config: {where}: ProxyJump "
+            f"{' '.join(args)!r} is not none or a comma-separated list of [user@]host[:port]"
+        ) from None
 
 
 def _relative_to(base: Path, path: str) -> str:

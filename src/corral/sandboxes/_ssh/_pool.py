@@ -42,7 +42,13 @@ import asyncssh.config
 from pydantic import ValidationError
 
 from .._errors import HostRefusedError, SandboxUnavailableError
-from ._config import DEFAULT_SSH_CONFIG, IGNORE_KNOWN_HOSTS, SSHHostConfig, SSHSandboxConfig
+from ._config import (
+    DEFAULT_SSH_CONFIG,
+    IGNORE_KNOWN_HOSTS,
+    SSHConfigError,
+    SSHHostConfig,
+    SSHSandboxConfig,
+)
 from ._errors import connecting, is_connection_error, lost_connection, talking
 from ._script import mkdtemp_script
 
@@ -135,8 +141,8 @@ def proxy_jumps(config: SSHSandboxConfig, host: SSHHostConfig) -> list[SSHHostCo
     Raises:
         asyncssh.config.ConfigParseError: The ``ssh_config`` does not parse.
         OSError: It cannot be read.
-        ValueError: A ProxyJump entry is not ``[user@]host[:port]``, or the
-            local user name is unknown.
+        SSHConfigError: A ProxyJump entry is not ``[user@]host[:port]``.
+        ValueError: The local user name is unknown.
     """
     paths: list[str]
     if config.config is not None:
@@ -169,9 +175,9 @@ def proxy_jumps(config: SSHSandboxConfig, host: SSHHostConfig) -> list[SSHHostCo
         try:
             hops.append(SSHHostConfig.model_validate(hop.removeprefix("ssh://")))
         except ValidationError:
-            raise ValueError(
-                f"the ProxyJump {jumps!r} for {host.label} in {' '.join(paths)}: "
-                f"{hop!r} is not [user@]host[:port]"
+            raise SSHConfigError(
+                f"invalid ssh sandbox configuration: config: the ProxyJump {jumps!r} for "
+                f"{host.label} in {' '.join(paths)}: {hop!r} is not [user@]host[:port]"
             ) from None
     return hops
 
