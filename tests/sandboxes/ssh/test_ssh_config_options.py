@@ -325,3 +325,33 @@ def test_user_known_hosts_file_none_is_refused_when_a_proxy_jump_could_use_it(
     # known_hosts = "ignore", written out, allows it either way.
     _write(tmp_path, "Host box\n  ProxyJump jump\nHost jump\n  UserKnownHostsFile none\n")
     assert not SSHSandboxConfig.load({**fields, "known_hosts": "ignore"}).verify_host_keys
+
+
+async def test_a_server_with_its_own_users_stops_without_killing_the_others_sessions(
+    sshd: OpenSSHServer, tmp_path: Path
+) -> None:
+    """The test sshd's ``own_users``: what the jump host fixture relies on."""
+    config = sshd.sandbox_config()
+    envs = await SSHSandboxEnvironment.sample_init("t", config, {})
+    try:
+        env = envs["default"]
+        assert (await env.exec(["true"])).returncode == 0
+        sessions = sshd.session_processes()
+        assert sessions != []
+        with OpenSSHServer(tmp_path / "third", own_users=True) as third:
+            assert {third.username, third.other_username}.isdisjoint(
+                {sshd.username, sshd.other_username}
+            )
+        assert not third.running
+        # The first server's sessions (and the pooled connection) are still there.
+        assert (await env.exec(["id", "-un"])).stdout == f"{sshd.username}\n"
+        assert sshd.session_processes() == sessions
+    finally:
+        await SSHSandboxEnvironment.sample_cleanup("t", config, envs, False)
+
+
+def test_own_users_and_log_level_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="own_users"):
+        OpenSSHServer(tmp_path, username="a", other_username="b", own_users=True)
+    with pytest.raises(ValueError, match="LogLevel"):
+        OpenSSHServer(tmp_path, log_level="DEBUG1\nPermitRootLogin yes")
