@@ -57,7 +57,16 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["CommandFailedError", "HostPool", "HostSet", "Link", "hold", "host_set", "let_go"]
+__all__ = [
+    "CommandFailedError",
+    "HostPool",
+    "HostSet",
+    "Link",
+    "hold",
+    "host_set",
+    "let_go",
+    "proxy_jumps",
+]
 
 logger = logging.getLogger("corral.sandbox")
 
@@ -309,6 +318,9 @@ class HostPool:
         keys, the known_hosts files) are the ``ssh_config``'s, as asyncssh
         reads them. The ProxyJump hosts are connected to here, one by one,
         rather than by asyncssh, so that a failure names the hop at fault.
+        A failure or a cancellation closes the hops opened so far; a host
+        that cannot be reached (directly or through its hops) is passed
+        over for :data:`DOWN_FOR` seconds.
         """
         config = self._config
         known_hosts: object = () if config.known_hosts is None else config.known_hosts
