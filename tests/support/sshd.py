@@ -90,7 +90,8 @@ class OpenSSHServer:
         unauthorized_key: Private ed25519 key authorised for nobody.
         known_hosts: A known_hosts file with the server's host key for its address.
         wrong_known_hosts: The same host pattern with a different ed25519 key.
-        log_file: sshd's log (``LogLevel VERBOSE``), appended to across restarts.
+        log_file: sshd's log (``LogLevel VERBOSE`` unless told), appended to across restarts.
+        log_level: sshd's ``LogLevel``.
         config_file: The generated ``sshd_config``.
     """
 
@@ -101,6 +102,8 @@ class OpenSSHServer:
         username: str | None = None,
         other_username: str | None = None,
         max_sessions: int = 10,
+        own_users: bool = False,
+        log_level: str = "VERBOSE",
     ) -> None:
         """Describe a server; nothing happens on the machine before :meth:`start`.
 
@@ -113,13 +116,28 @@ class OpenSSHServer:
             other_username: The user :attr:`username` may sudo to (created if
                 missing); given with *username*, or not at all.
             max_sessions: sshd's ``MaxSessions``: channels allowed per connection.
+            own_users: With the default users, take a pair that no server of
+                this process holds either (by default a second server of one
+                process shares the first one's pair). Since :meth:`stop`
+                kills every process of its users, this lets a second server
+                (a ProxyJump host, say) stop without killing the sessions of
+                the first.
+            log_level: sshd's ``LogLevel`` (``DEBUG1`` logs each forwarded
+                connection, ``direct-tcpip`` to its target).
 
         Raises:
             ValueError: A username is not a plain lowercase POSIX name, both are
-                the same, only one is given, or *max_sessions* is not positive.
+                the same, only one is given (or given with *own_users*),
+                *max_sessions* is not positive or *log_level* not a word.
         """
         if (username is None) != (other_username is None):
             raise ValueError("give both username and other_username, or neither")
+        if own_users and username is not None:
+            raise ValueError("own_users picks the users: give no username with it")
+        if not log_level.isalnum():
+            raise ValueError(f"not an sshd LogLevel: {log_level!r}")
+        self._own_users = own_users
+        self.log_level = log_level
         self._auto_users = username is None
         if username is None or other_username is None:
             username, other_username = DEFAULT_USERS[0]
@@ -199,7 +217,7 @@ class OpenSSHServer:
         self._check_machine()
         if not self._locked:
             if self._auto_users:
-                self.username, self.other_username = _lock_free_pair()
+                self.username, self.other_username = _lock_free_pair(own=self._own_users)
             else:
                 _lock_users(self.username, self.other_username)
             self._locked = True
@@ -452,7 +470,7 @@ class OpenSSHServer:
             "PrintLastLog no",
             "X11Forwarding no",
             "UseDNS no",
-            "LogLevel VERBOSE",
+            f"LogLevel {self.log_level}",
             "Subsystem sftp internal-sftp",
         ]
         return "\n".join(lines) + "\n"
@@ -579,20 +597,27 @@ def _unlock(path: Path) -> None:
             os.close(held[0])  # releases the flock
 
 
-def _lock_free_pair() -> tuple[str, str]:
+def _lock_free_pair(*, own: bool = False) -> tuple[str, str]:
     """Lock the first pair of :data:`DEFAULT_USERS` no other process holds, and return it.
 
-    When every pair is held, wait for the first one (as :func:`_lock_users` does).
+    With *own*, pairs this process holds are passed over too. When every pair
+    is held, wait for the first one (as :func:`_lock_users` does), or with
+    *own* for the first one this process does not hold.
     """
     for pair in DEFAULT_USERS:
         paths = [_lock_path(name) for name in sorted(pair)]
+        if own and any(path in _held_locks for path in paths):
+            continue
         if not _try_lock(paths[0]):
             continue
         if _try_lock(paths[1]):
             return pair
         _unlock(paths[0])
-    _lock_users(*DEFAULT_USERS[0])
-    return DEFAULT_USERS[0]
+    for pair in DEFAULT_USERS:
+        if not own or not any(_lock_path(name) in _held_locks for name in pair):
+            _lock_users(*pair)
+            return pair
+    raise SSHServerUnavailable("every pair of test users is held by a server of this process")
 
 
 def _try_lock(path: Path) -> bool:

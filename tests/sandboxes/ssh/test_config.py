@@ -14,8 +14,10 @@ def test_dict_with_host_strings_and_defaults() -> None:
     config = SSHSandboxConfig.load(
         {"hosts": ["alice@a.example", "b.example:2222", {"host": "c", "max_sandboxes": 4}]}
     )
-    assert [host.label for host in config.hosts] == ["alice@a.example:22", "b.example:2222", "c:22"]
+    assert [host.label for host in config.hosts] == ["alice@a.example", "b.example:2222", "c"]
     assert config.hosts[2].max_sandboxes == 4
+    # A port left out is left to the ssh_config (its Port, else 22): not a 22 that overrides it.
+    assert [host.port for host in config.hosts] == [None, 2222, None]
     assert config.hosts[0].max_sessions == 10
     assert config.known_hosts is None
     assert config.verify_host_keys
@@ -63,7 +65,7 @@ def test_toml_file_with_paths_relative_to_it(tmp_path: Path) -> None:
     config = SSHSandboxConfig.load(str(path))
     assert config.client_keys == [str(tmp_path / "keys/id_ed25519")]
     assert config.known_hosts == str(tmp_path / "known_hosts")
-    assert [host.label for host in config.hosts] == ["u@a:22", "b:2222"]
+    assert [host.label for host in config.hosts] == ["u@a", "b:2222"]
     assert config.connect_timeout == 3
 
 
@@ -73,7 +75,7 @@ def test_yaml_and_json_files(tmp_path: Path) -> None:
         "hosts:\n  - u@a\n  - host: b\n    max_sandboxes: 2\nknown_hosts: ignore\n"
     )
     config = SSHSandboxConfig.load(yaml_path)
-    assert [host.label for host in config.hosts] == ["u@a:22", "b:22"]
+    assert [host.label for host in config.hosts] == ["u@a", "b"]
     assert config.known_hosts == "ignore"
     assert not config.verify_host_keys
     json_path = tmp_path / "hosts.json"

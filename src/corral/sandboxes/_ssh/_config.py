@@ -81,10 +81,13 @@ class SSHHostConfig(BaseModel):
     Also accepted as a string ``"[user@]host[:port]"``.
 
     Attributes:
-        host: Host name or address.
-        port: SSH port.
-        username: Login name; ``None`` lets the SSH configuration (or the
-            local user name) decide, as ``ssh`` does.
+        host: Host name or address, or a ``Host`` alias of the ``ssh_config``
+            (whose ``HostName`` then names the machine).
+        port: SSH port; ``None`` lets the ``ssh_config`` decide (its
+            ``Port``, else 22), as ``ssh`` does. A port given here wins
+            over the ``ssh_config``.
+        username: Login name; ``None`` lets the ``ssh_config`` (its
+            ``User``, else the local user name) decide, as ``ssh`` does.
         max_sandboxes: Samples this host may hold at once; ``None``: no limit
             of its own (samples still go to the least loaded host).
         max_sessions: Channels opened at once on one connection: the
@@ -95,7 +98,7 @@ class SSHHostConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     host: str = Field(min_length=1)
-    port: int = Field(default=22, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535)
     username: str | None = Field(default=None, min_length=1)
     max_sandboxes: int | None = Field(default=None, ge=1)
     max_sessions: int = Field(default=10, ge=1)
@@ -109,8 +112,14 @@ class SSHHostConfig(BaseModel):
 
     @property
     def label(self) -> str:
-        """``user@host:port`` (or ``host:port``), as messages name the host."""
+        """``[user@]host[:port]`` as written, as messages name the host.
+
+        What the configuration leaves to the ``ssh_config`` (the port, the
+        user) is not shown: ``box`` rather than a guess at ``box:22``.
+        """
         prefix = f"{self.username}@" if self.username else ""
+        if self.port is None:
+            return f"{prefix}{self.host}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{prefix}{host}:{self.port}"
 
@@ -204,13 +213,18 @@ class SSHSandboxConfig(BaseModel):
         turn verification off: it is refused wherever it stands in the file,
         inside a ``Host`` or ``Match`` block or not, whichever host it
         applies to (only ``known_hosts = "ignore"`` turns verification off).
+        With ``known_hosts`` set to a file, it is refused as well if the
+        ``ssh_config`` has a ``ProxyJump``: ProxyJump hosts are verified
+        with the ``ssh_config``'s settings alone. A ``ProxyJump`` that is
+        not ``none`` or ``[user@]host[:port]`` (comma-separated) is refused.
         ``StrictHostKeyChecking`` is not looked at: asyncssh ignores it and
         verifies regardless. Does not check that a key parses (that needs
         asyncssh; it is reported on connecting, as :class:`SSHConfigError`).
 
         Raises:
             SSHConfigError: A file is missing, unreadable or not valid text,
-                or the ``ssh_config`` turns verification off; the message
+                or the ``ssh_config`` turns verification off or has a malformed
+                ``ProxyJump``; the message
                 names the field and the path (and the line, for the
                 ``ssh_config``).
         """
@@ -224,15 +238,32 @@ class SSHSandboxConfig(BaseModel):
             path = os.path.expanduser(DEFAULT_SSH_CONFIG)
             if not os.path.isfile(path):
                 return
-        for where, option, args in _ssh_config_lines(path, seen=set()):
-            if (
-                self.known_hosts is None
-                and option == "userknownhostsfile"
-                and [arg.lower() for arg in args] == ["none"]
-            ):
+        lines = list(_ssh_config_lines(path, seen=set()))  # each file read and split
+        for where, option, args in lines:
+            if option == "proxyjump":
+                _check_proxy_jump(where, args)
+        if self.known_hosts == IGNORE_KNOWN_HOSTS:
+            return
+        jump = next(
+            (
+                where
+                for where, option, args in lines
+                if option == "proxyjump" and [arg.lower() for arg in args] != ["none"]
+            ),
+            None,
+        )
+        if self.known_hosts is not None and jump is None:
+            return
+        for where, option, args in lines:
+            if option == "userknownhostsfile" and [arg.lower() for arg in args] == ["none"]:
+                applies = (
+                    ""
+                    if self.known_hosts is None
+                    else f" for the ProxyJump hosts ({jump}), which known_hosts does not cover"
+                )
                 raise SSHConfigError(
                     f"invalid ssh sandbox configuration: config: {where}: UserKnownHostsFile "
-                    "none turns host key verification off; set known_hosts = "
+                    f"none turns host key verification off{applies}; set known_hosts = "
                     f'"{IGNORE_KNOWN_HOSTS}" in corral\'s config to allow that, or remove the line'
                 )
 
@@ -333,6 +364,22 @@ class SSHSandboxConfig(BaseModel):
                 _relative_to(base, key) if isinstance(key, str) else key for key in keys
             ]
         return cls._validate(data, source)
+
+
+def _check_proxy_jump(where: str, args: list[str]) -> None:
+    """Refuse a ``ProxyJump`` (at *where*) other than ``none`` or ``[user@]host[:port],...``."""
+    if [arg.lower() for arg in args] == ["none"]:
+        return
+    try:
+        if len(args) != 1:
+            raise ValueError("one argument expected")
+        for hop in args[0].split(","):
+            _parse_host(hop.removeprefix("ssh://"))
+    except ValueError:
+        raise SSHConfigError(
+            f"invalid ssh sandbox configuration: config: {where}: ProxyJump "
+            f"{' '.join(args)!r} is not none or a comma-separated list of [user@]host[:port]"
+        ) from None
 
 
 def _relative_to(base: Path, path: str) -> str:

@@ -357,7 +357,7 @@ class SSHSandboxEnvironment(SandboxEnvironment):
         host = remote.pool.host
         config = self._config
         argv = ["ssh", "-t"]
-        if host.port != 22:
+        if host.port is not None:
             argv += ["-p", str(host.port)]
         for key in config.client_keys or ():
             argv += ["-i", key]

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import getpass
 import logging
 import math
+import os
 import shlex
 import time
 import weakref
@@ -36,9 +38,17 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import anyio.lowlevel
 import asyncssh
+import asyncssh.config
+from pydantic import ValidationError
 
 from .._errors import HostRefusedError, SandboxUnavailableError
-from ._config import IGNORE_KNOWN_HOSTS, SSHHostConfig, SSHSandboxConfig
+from ._config import (
+    DEFAULT_SSH_CONFIG,
+    IGNORE_KNOWN_HOSTS,
+    SSHConfigError,
+    SSHHostConfig,
+    SSHSandboxConfig,
+)
 from ._errors import connecting, is_connection_error, lost_connection, talking
 from ._script import mkdtemp_script
 
@@ -47,7 +57,16 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["CommandFailedError", "HostPool", "HostSet", "Link", "hold", "host_set", "let_go"]
+__all__ = [
+    "CommandFailedError",
+    "HostPool",
+    "HostSet",
+    "Link",
+    "hold",
+    "host_set",
+    "let_go",
+    "proxy_jumps",
+]
 
 logger = logging.getLogger("corral.sandbox")
 
@@ -117,6 +136,117 @@ class Link:
         return self.gone or self.conn.is_closed()
 
 
+def _ssh_config_arg(config: SSHSandboxConfig) -> list[str] | tuple[()]:
+    """The ``config`` argument of ``asyncssh.connect``: ``()`` reads ``~/.ssh/config``."""
+    return [config.config] if config.config is not None else ()
+
+
+def proxy_jumps(config: SSHSandboxConfig, host: SSHHostConfig) -> list[SSHHostConfig]:
+    """The ``ProxyJump`` hosts the ``ssh_config`` gives *host*, in order (none: ``[]``).
+
+    Read as asyncssh reads it, for the host name, port and user corral's
+    configuration gives (what it leaves out is the ``ssh_config``'s).
+
+    Raises:
+        asyncssh.config.ConfigParseError: The ``ssh_config`` does not parse.
+        OSError: It cannot be read.
+        SSHConfigError: A ProxyJump entry is not ``[user@]host[:port]``.
+        ValueError: The local user name is unknown.
+    """
+    paths: list[str]
+    if config.config is not None:
+        paths = [config.config]
+    else:
+        default = os.path.expanduser(DEFAULT_SSH_CONFIG)
+        paths = [default] if os.access(default, os.R_OK) else []
+    if not paths:
+        return []
+    try:
+        local_user = getpass.getuser()
+    except KeyError:  # as asyncssh.connect reports it
+        raise ValueError("unknown local user name: set LOGNAME or USER") from None
+    resolved = asyncssh.config.SSHClientConfig.load(
+        None,
+        paths,
+        False,  # reload
+        False,  # canonical
+        False,  # final
+        local_user,
+        host.username if host.username is not None else (),
+        host.host,
+        host.port if host.port is not None else (),
+    )
+    jumps = resolved.get("ProxyJump")
+    if not isinstance(jumps, str) or not jumps:
+        return []
+    hops = []
+    for hop in jumps.split(","):
+        try:
+            hops.append(SSHHostConfig.model_validate(hop.removeprefix("ssh://")))
+        except ValidationError:
+            raise SSHConfigError(
+                f"invalid ssh sandbox configuration: config: the ProxyJump {jumps!r} for "
+                f"{host.label} in {' '.join(paths)}: {hop!r} is not [user@]host[:port]"
+            ) from None
+    return hops
+
+
+async def _connect_hop(
+    hop: SSHHostConfig,
+    label: str,
+    config: SSHSandboxConfig,
+    tunnel: asyncssh.SSHClientConnection | None,
+) -> asyncssh.SSHClientConnection:
+    """A connection to the ProxyJump host *hop* of *label*, through *tunnel* (the hop before).
+
+    As OpenSSH does, the hop is reached with the ``ssh_config``'s settings
+    for it alone (its ``User``, ``IdentityFile``, ``UserKnownHostsFile``),
+    not corral's ``client_keys`` and ``known_hosts``, which are for the
+    configured hosts; ``connect_timeout`` and keepalives apply to it too.
+
+    Raises:
+        HostRefusedError: The hop's key is not trusted, or it refused the
+            keys (the message names the hop and *label*).
+        SandboxUnavailableError: The hop cannot be reached.
+        SSHConfigError: A local file named for the hop cannot be used.
+    """
+    where = f"the ProxyJump host {hop.label} of {label}"
+    ssh_config = config.config or DEFAULT_SSH_CONFIG
+    hop_config = config.model_copy(update={"client_keys": None, "known_hosts": None})
+    try:
+        with connecting(where, username=hop.username, config=hop_config):
+            conn = await asyncssh.connect(
+                hop.host,
+                hop.port if hop.port is not None else (),
+                tunnel=tunnel if tunnel is not None else (),
+                username=hop.username if hop.username is not None else (),
+                config=_ssh_config_arg(config),
+                connect_timeout=config.connect_timeout,
+                keepalive_interval=config.keepalive_interval,
+                keepalive_count_max=KEEPALIVE_COUNT_MAX,
+                encryption_algs=list(ENCRYPTION_ALGS),
+            )
+    except HostRefusedError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, asyncssh.HostKeyNotVerifiable):
+            raise HostRefusedError(
+                f"the host key of {where} is not trusted: {cause.reason}. A ProxyJump host "
+                f"is checked against the known_hosts files {ssh_config} names for it "
+                "(UserKnownHostsFile, else ~/.ssh/known_hosts), not against known_hosts; "
+                "add its key there (ssh-keyscan)"
+            ) from cause
+        if isinstance(cause, asyncssh.PermissionDenied):
+            raise HostRefusedError(
+                f"authentication failed at {where}: {cause.reason or 'permission denied'}; "
+                f"a ProxyJump host is logged in to with the User and IdentityFile {ssh_config} "
+                "gives it (or the agent and ~/.ssh/id_*), not client_keys"
+            ) from cause
+        raise
+    if tunnel is not None:
+        conn.set_tunnel(tunnel)  # the hop before is closed with this one
+    return conn
+
+
 def _same(session: asyncssh.SSHClientSession[bytes]) -> asyncssh.SSHClientSession[bytes]:
     return session
 
@@ -182,29 +312,49 @@ class HostPool:
     # -- connections ----------------------------------------------------------------
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
+        """A new connection, through the host's ProxyJump hosts if it has any.
+
+        Options corral's configuration leaves unset (the port, the user, the
+        keys, the known_hosts files) are the ``ssh_config``'s, as asyncssh
+        reads them. The ProxyJump hosts are connected to here, one by one,
+        rather than by asyncssh, so that a failure names the hop at fault.
+        A failure or a cancellation closes the hops opened so far; a host
+        that cannot be reached (directly or through its hops) is passed
+        over for :data:`DOWN_FOR` seconds.
+        """
         config = self._config
         known_hosts: object = () if config.known_hosts is None else config.known_hosts
         if config.known_hosts == IGNORE_KNOWN_HOSTS:
             known_hosts = None
+        tunnel: asyncssh.SSHClientConnection | None = None
         try:
             with connecting(self.label, username=self.host.username, config=config):
-                return await asyncssh.connect(
+                hops = proxy_jumps(config, self.host)
+            for hop in hops:
+                tunnel = await _connect_hop(hop, self.label, config, tunnel)
+            with connecting(self.label, username=self.host.username, config=config):
+                conn = await asyncssh.connect(
                     self.host.host,
-                    self.host.port,
+                    self.host.port if self.host.port is not None else (),
+                    tunnel=tunnel if tunnel is not None else (),
                     username=self.host.username if self.host.username is not None else (),
                     client_keys=config.client_keys if config.client_keys is not None else (),
                     known_hosts=known_hosts,
-                    config=[config.config] if config.config is not None else (),
+                    config=_ssh_config_arg(config),
                     connect_timeout=config.connect_timeout,
                     keepalive_interval=config.keepalive_interval,
                     keepalive_count_max=KEEPALIVE_COUNT_MAX,
                     encryption_algs=list(ENCRYPTION_ALGS),
                 )
-        except HostRefusedError:
+        except BaseException as exc:
+            if tunnel is not None:
+                tunnel.close()  # and the hops before it (each holds the one it went through)
+            if isinstance(exc, SandboxUnavailableError) and not isinstance(exc, HostRefusedError):
+                self.down_until = time.monotonic() + DOWN_FOR
             raise
-        except SandboxUnavailableError:
-            self.down_until = time.monotonic() + DOWN_FOR
-            raise
+        if tunnel is not None:
+            conn.set_tunnel(tunnel)  # closed with the connection
+        return conn
 
     def _free_link(self) -> Link | None:
         best: Link | None = None
