@@ -193,9 +193,9 @@ def test_check_bad_config_file(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text("{not json", encoding="utf-8")
     result = CliRunner().invoke(sandbox, ["check", "local", "--config", str(config)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
-    assert line.startswith("Error: Invalid value for '--config': cannot read the config file")
+    assert line.startswith(f"Error: Cannot read the config file '{config}': ")
 
 
 def test_check_selection_matching_nothing() -> None:

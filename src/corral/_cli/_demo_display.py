@@ -46,7 +46,7 @@ from corral.tracing._actions import TRACE
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from rich.console import RenderableType
+    from rich.console import ConsoleOptions, RenderableType, RenderResult
     from rich.progress import Task
 
 __all__ = [
@@ -262,12 +262,14 @@ class LiveView(NoView):
         """Show *limits*."""
         self._limits = dict(limits)
 
-    def _running_table(self) -> Table:
+    def _running_table(self, width: int) -> Table:
         now = self._clock()
         table = Table(box=None, padding=(0, 1), show_edge=False, expand=False)
-        table.add_column("sample", justify="right", no_wrap=True)
-        table.add_column("action", no_wrap=True, overflow="ellipsis", ratio=1)
-        table.add_column("for", justify="right", no_wrap=True)
+        table.add_column("sample", justify="right", no_wrap=True, min_width=6)
+        # The action gives way: the sample and the time stay whole at any width.
+        action_width = max(8, width - 6 - 8 - 4)
+        table.add_column("action", no_wrap=True, overflow="ellipsis", max_width=action_width)
+        table.add_column("for", justify="right", no_wrap=True, min_width=6)
         for id, since in list(self._running.items())[:MAX_RUNNING_ROWS]:
             current = self._tracker.current(id) if self._tracker is not None else None
             if current is None:
@@ -277,12 +279,16 @@ class LiveView(NoView):
             table.add_row(str(id), label, f"{max(0.0, now - began):.1f}s")
         return table
 
-    def __rich__(self) -> RenderableType:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Render the view to fit *options*' width."""
+        yield self._group(options.max_width)
+
+    def _group(self, width: int) -> Group:
         parts: list[RenderableType] = [self.progress.get_renderable()]
         running = len(self._running)
         if running:
             parts.append(Text(f"running: {running}", style="bold"))
-            parts.append(self._running_table())
+            parts.append(self._running_table(width))
             if running > MAX_RUNNING_ROWS:
                 parts.append(Text(f"  ... and {running - MAX_RUNNING_ROWS} more", style="dim"))
         limits = Text("limits:", style="bold", no_wrap=True, overflow="ellipsis")

@@ -26,8 +26,9 @@ Before the suite, one environment is made and released as the suite's
 fixture does: a provider that cannot be set up at all (no configuration, no
 host to reach) is reported in one line, not once per test.
 
-An unknown TYPE, or a configuration file that does not parse, is a usage
-error (exit status 2); a failure is exit status 1. Each error is one line.
+An unknown TYPE is a usage error (exit status 2, as click gives a bad
+option); a configuration file that does not parse, or a provider that cannot
+be set up, is a failure (exit status 1). Each error is one line.
 
 This module imports click and rich; only the ``corral`` command line imports
 it, never the library.
@@ -277,8 +278,8 @@ def check_command(
         try:
             load_config_file(config_file)  # refused once here, not once per test
         except (OSError, ValueError) as exc:
-            raise click.BadParameter(
-                f"cannot read the config file '{config_file}': {exc}", param_hint="'--config'"
+            raise click.ClickException(
+                f"Cannot read the config file '{config_file}': {exc}"
             ) from None
     backends = list(_BACKENDS) if backend == "both" else [backend]
     config = None if config_file is None else str(config_file.resolve())
