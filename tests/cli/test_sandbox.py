@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -337,3 +338,47 @@ def test_cleanup_reports_a_damaged_record_and_goes_on(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("ssh: could not remove corral-sandbox-y: its record is damaged")
     assert "Traceback" not in result.output
+
+
+def test_check_summary_groups_by_test_with_backends_as_columns() -> None:
+    from rich.console import Console
+
+    from corral._cli._sandbox import _details, _Outcome, _table
+
+    setup = "ValueError: the sandbox needs a configuration (_conformance.py:10)"
+    ran = [
+        _Outcome("test_text_round_trip", "trio", "passed"),
+        _Outcome("test_text_round_trip", "asyncio", "failed", "AssertionError: x (f.py:1)"),
+        _Outcome("test_cancelled_sample_leaves_no_process_or_directory", "trio", "passed"),
+        _Outcome("test_cancelled_sample_leaves_no_process_or_directory", "asyncio", "passed"),
+        *(
+            _Outcome(f"test_{name}", backend, "error in setup", setup)
+            for name in ("a", "b", "c", "d")
+            for backend in ("trio", "asyncio")
+        ),
+        _Outcome("test_only_trio", "trio", "skipped", "needs trio"),
+    ]
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, color_system=None).print(_table("demo", ran))
+    lines = buffer.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), buffer.getvalue()
+    header = next(line for line in lines if "Test" in line)
+    assert [cell.strip() for cell in header.split("┃")[1:4]] == ["Test", "trio", "asyncio"]
+    rows = {
+        cells[0]: cells[1:]
+        for line in lines
+        if "│ test_" in line
+        for cells in [[cell.strip() for cell in line.split("│")[1:4]]]
+    }
+    assert rows["test_text_round_trip"] == ["passed", "failed"]
+    assert rows["test_a"] == ["setup error", "setup error"]
+    assert rows["test_only_trio"] == ["skipped", "not run"]
+    assert len(rows) == 7  # the long name is folded onto a second line, not cut
+    assert "test_cancelled_sample_leaves_no_process_or_directory" in "".join(
+        line.split("│")[1].strip() for line in lines if "│" in line
+    )
+    assert _details(ran) == [
+        "failed: test_text_round_trip [asyncio]: AssertionError: x (f.py:1)",
+        f"error in setup: test_a [trio, asyncio]; test_b [trio, asyncio]; 2 more tests: {setup}",
+        "skipped: test_only_trio [trio]: needs trio",
+    ]
