@@ -574,7 +574,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
     if isinstance(view, LiveView):
         live = Live(view, console=console, auto_refresh=False)
     interrupted = False
-    with tracker.attached():
+    # Only the live view shows actions: otherwise the trace records keep their fast path.
+    with tracker.attached() if live is not None else contextlib.nullcontext():
         try:
             anyio.run(_main, report, live, backend=config.backend)
         except* KeyboardInterrupt:
