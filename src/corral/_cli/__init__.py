@@ -2,8 +2,10 @@
 
 Nothing in the library imports this package (an import-linter contract
 checks it), so click and rich stay out of the library's import path. The
-commands: ``demo`` (:mod:`._demo`), ``sandbox`` (:mod:`._sandbox`) and
-``trace`` (:mod:`._trace`).
+commands: ``demo`` (:mod:`._demo`, its display in :mod:`._demo_display`),
+``sandbox`` (:mod:`._sandbox`) and ``trace`` (:mod:`._trace`). Every error is
+one line on stderr, with exit status 2 for a usage error and 1 for a failure
+(:mod:`._errors`).
 """
 
 from __future__ import annotations

@@ -264,8 +264,11 @@ def check_command(
 
     The provider's environments are created with sample_init (with the
     configuration read from FILE, if given) and released with sample_cleanup,
-    once per test. Exits with 0 when every test passed, 1 otherwise. Needs
-    pytest.
+    once per test; first, one environment is made and released, so that a
+    provider that cannot be set up at all is reported once. The table has a
+    row per test and a column per backend; the reasons for failures and skips
+    follow it, one line per distinct reason. Exits with 0 when every test
+    passed, 1 otherwise, 2 for an unknown TYPE. Needs pytest.
     """
     try:
         import pytest
