@@ -71,7 +71,7 @@ def test_ctrl_c_prints_a_partial_summary(tmp_path: Path, backend: str) -> None:
         os.close(secondary)
     received = b""
     try:
-        while not re.search(rf"samples [1-9]\d*/{SAMPLES} done", _text(received)):
+        while not re.search(rf"demo \({backend}\) .*\b[1-9]\d*/{SAMPLES}\b", _text(received)):
             chunk = _read(primary)
             assert chunk, f"the demo ended before it was interrupted:\n{_text(received)}"
             received += chunk

@@ -45,7 +45,7 @@ def test_demo_under_asyncio(tmp_path: Path) -> None:
     assert "demo under asyncio" in result.output
     assert "as designed" in result.output
     assert re.search(r"processes left behind\s*│\s*0\s", result.output), result.output
-    assert "6/6 done" in result.output
+    assert re.search(r"demo \(asyncio\) .* 6/6 100%", result.output), result.output
     _check_logs(tmp_path, 6)
     log = SampleLog.read_json(next(tmp_path.glob("demo-*/sample-1.json")))
     assert log.store["DemoProgress:stage"] == "done"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -117,9 +118,10 @@ def test_cleanup_of_an_unknown_id_is_an_error_under_asyncio() -> None:
 
 def test_cleanup_unknown_type() -> None:
     result = CliRunner().invoke(sandbox, ["cleanup", "nope"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "Error: Unknown sandbox type 'nope'. Known types: local, ssh."
+        "Error: Invalid value for TYPE: unknown sandbox type 'nope'; known types: local, ssh"
+        " (see 'sandbox cleanup --help')"
     ]
     assert "Traceback" not in result.output
 
@@ -183,8 +185,9 @@ def test_check_needs_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_check_unknown_type() -> None:
     result = CliRunner().invoke(sandbox, ["check", "nope"])
-    assert result.exit_code == 1
-    assert "Unknown sandbox type 'nope'" in result.output
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert "unknown sandbox type 'nope'" in result.output
 
 
 def test_check_bad_config_file(tmp_path: Path) -> None:
@@ -192,7 +195,8 @@ def test_check_bad_config_file(tmp_path: Path) -> None:
     config.write_text("{not json", encoding="utf-8")
     result = CliRunner().invoke(sandbox, ["check", "local", "--config", str(config)])
     assert result.exit_code == 1
-    assert "Cannot read the config file" in result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: Cannot read the config file '{config}': ")
 
 
 def test_check_selection_matching_nothing() -> None:
@@ -211,8 +215,8 @@ def test_check_local_passes() -> None:
     assert "trio" in done.stdout
     assert "asyncio" in done.stdout
     rows = [line for line in done.stdout.splitlines() if "│ test_" in line]
-    assert len(rows) >= 2 * 25
-    assert all(line.split("│")[3].strip() == "passed" for line in rows)
+    assert len(rows) >= 25  # one row per test, a column per backend
+    assert all([cell.strip() for cell in line.split("│")[2:4]] == ["passed"] * 2 for line in rows)
     last = done.stdout.strip().splitlines()[-1]
     assert last.endswith(" passed, 0 failed")
     assert int(last.split()[0]) >= 2 * 25
@@ -243,11 +247,20 @@ def test_check_broken_provider_fails(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[-1] == "2 passed, 2 failed"
-    failed = [line for line in lines if "test_text_round_trip" in line]
-    assert len(failed) == 2
-    assert all("failed" in line for line in failed)
-    assert {"trio", "asyncio"} <= {word for line in failed for word in line.split()}
-    assert "AssertionError: assert '\\ndlrow ,olleh' == 'hello, world\\n'" in done.stdout
+    header = next(line for line in lines if "Test" in line)
+    assert [cell.strip() for cell in header.split("┃")[1:4]] == ["Test", "trio", "asyncio"]
+    (row,) = [line for line in lines if "│ test_text_round_trip" in line]
+    assert [cell.strip() for cell in row.split("│")[1:4]] == [
+        "test_text_round_trip",
+        "failed",
+        "failed",
+    ]
+    (row,) = [line for line in lines if "│ test_missing_file" in line]
+    assert [cell.strip() for cell in row.split("│")[2:4]] == ["passed", "passed"]
+    # The same failure under both backends: one line naming the test and both backends.
+    (reason,) = [line for line in lines if "AssertionError" in line]
+    assert reason.startswith("failed: test_text_round_trip [trio, asyncio]: ")
+    assert "AssertionError: assert '\\ndlrow ,olleh' == 'hello, world\\n'" in reason
 
 
 def test_check_config_from_json_is_passed_through(tmp_path: Path) -> None:
@@ -270,10 +283,13 @@ def test_check_config_from_json_is_passed_through(tmp_path: Path) -> None:
 
 
 def test_check_without_config_passes_none(tmp_path: Path) -> None:
+    # The provider asserts that it got a config: it cannot be set up, which is said once.
     done = run_cli(BROKEN_PROVIDER, "check", "broken", "--backend", "trio", "-k", "missing_file")
     assert done.returncode == 1
-    assert "error in setup" in done.stdout
-    assert "AssertionError: None" in done.stdout
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "Error: the sandbox 'broken' could not be set up, so no test ran: AssertionError: None"
+    ]
 
 
 def test_cleanup_that_cannot_reach_a_host_fails_and_keeps_the_record(tmp_path: Path) -> None:
@@ -322,3 +338,47 @@ def test_cleanup_reports_a_damaged_record_and_goes_on(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("ssh: could not remove corral-sandbox-y: its record is damaged")
     assert "Traceback" not in result.output
+
+
+def test_check_summary_groups_by_test_with_backends_as_columns() -> None:
+    from rich.console import Console
+
+    from corral._cli._sandbox import _details, _Outcome, _table
+
+    setup = "ValueError: the sandbox needs a configuration (_conformance.py:10)"
+    ran = [
+        _Outcome("test_text_round_trip", "trio", "passed"),
+        _Outcome("test_text_round_trip", "asyncio", "failed", "AssertionError: x (f.py:1)"),
+        _Outcome("test_cancelled_sample_leaves_no_process_or_directory", "trio", "passed"),
+        _Outcome("test_cancelled_sample_leaves_no_process_or_directory", "asyncio", "passed"),
+        *(
+            _Outcome(f"test_{name}", backend, "error in setup", setup)
+            for name in ("a", "b", "c", "d")
+            for backend in ("trio", "asyncio")
+        ),
+        _Outcome("test_only_trio", "trio", "skipped", "needs trio"),
+    ]
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, color_system=None).print(_table("demo", ran))
+    lines = buffer.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), buffer.getvalue()
+    header = next(line for line in lines if "Test" in line)
+    assert [cell.strip() for cell in header.split("┃")[1:4]] == ["Test", "trio", "asyncio"]
+    rows = {
+        cells[0]: cells[1:]
+        for line in lines
+        if "│ test_" in line
+        for cells in [[cell.strip() for cell in line.split("│")[1:4]]]
+    }
+    assert rows["test_text_round_trip"] == ["passed", "failed"]
+    assert rows["test_a"] == ["setup error", "setup error"]
+    assert rows["test_only_trio"] == ["skipped", "not run"]
+    assert len(rows) == 7  # the long name is folded onto a second line, not cut
+    assert "test_cancelled_sample_leaves_no_process_or_directory" in "".join(
+        line.split("│")[1].strip() for line in lines if "│" in line
+    )
+    assert _details(ran) == [
+        "failed: test_text_round_trip [asyncio]: AssertionError: x (f.py:1)",
+        f"error in setup: test_a [trio, asyncio]; test_b [trio, asyncio]; 2 more tests: {setup}",
+        "skipped: test_only_trio [trio]: needs trio",
+    ]

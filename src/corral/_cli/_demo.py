@@ -6,10 +6,11 @@ files into its ``sandbox()`` and reads them back, runs a few commands there
 and checks what they print, and calls a ``@subtask`` grader that runs a
 command of its own. One sample runs a command that times out on purpose
 (``SandboxTimeoutError``), one is cancelled by its ``time_limit``
-(``TimeoutError``). A rich live display shows samples done and the limits in
-use; each sample's log is written as JSON; a summary table ends the run, with
-exec latencies, the processes left behind (there must be none) and the trace
-file.
+(``TimeoutError``). While it runs, the display chosen by ``--display`` (else
+``display_type()``, from ``$CORRAL_DISPLAY``) shows its progress (see
+:mod:`._demo_display`); each sample's log is written as JSON; a summary table
+ends the run, with exec latencies and the processes and sandboxes left
+behind (there must be none), followed by where the logs and the trace file are.
 
 Ctrl-C cancels the run like any cancellation, so the runtime cleans up every
 sample's sandbox and process on the way out; the demo then prints one line
@@ -36,13 +37,14 @@ import anyio.abc
 from pydantic import Field
 from rich.console import Console
 from rich.live import Live
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 import corral
+from corral._core._leftovers import harness_records
 from corral._core._procfs import live_descendants
 from corral._process._guardian import guardian_pid
+from corral.tracing import init as init_tracing
 from corral.tracing import trace_file
 from corral.util import (
     ExecResult,
@@ -56,7 +58,18 @@ from corral.util import (
     subtask,
     transcript,
 )
-from corral.util._display import registered_live
+from corral.util._display import display_type, registered_live
+
+from ._demo_display import (
+    LIVE_DISPLAYS,
+    SAMPLE_ID,
+    ActionTracker,
+    LiveView,
+    NoView,
+    PlainView,
+    View,
+    first_line,
+)
 
 if TYPE_CHECKING:
     from corral import Sample
@@ -103,6 +116,8 @@ class DemoConfig:
         sandbox: The task's sandbox spec.
         max_sandboxes: How many samples may hold a sandbox at once.
         logs: The directory under which ``demo-<time>/`` is created.
+        display: How progress is shown: a :data:`~corral.util.DisplayType`
+            (``None``: :func:`~corral.util.display_type`, read when the demo runs).
     """
 
     backend: str = "trio"
@@ -110,6 +125,7 @@ class DemoConfig:
     sandbox: SandboxEnvironmentSpec = field(default_factory=lambda: SandboxEnvironmentSpec("local"))
     max_sandboxes: int = 8
     logs: Path = Path("logs")
+    display: str | None = None
 
     def timeout_sample(self) -> int:
         """The id of the sample whose command times out on purpose.
@@ -154,6 +170,7 @@ class _Report:
     peak_subprocesses: int = 0
     limits: dict[str, tuple[int, int]] = field(default_factory=dict)
     interrupted: bool = False
+    view: View = field(default_factory=NoView)
 
 
 def parse_sandbox_spec(text: str) -> SandboxEnvironmentSpec:
@@ -245,6 +262,7 @@ async def _work(id: int, report: _Report) -> None:
             transcript().info({"sleep 30": str(exc)})
             progress.stage = "timed out"
             report.outcomes[id] = TIMED_OUT
+            report.errors[id] = f"{type(exc).__name__}: {exc}"
             return
         raise AssertionError(f"sleep 30 did not time out after {EXEC_TIMEOUT} s")
     if id == report.config.limited_sample():
@@ -273,6 +291,16 @@ async def _run_sample(
     sandbox, or once it is over if it never got one. A sample cancelled
     with the task (Ctrl-C) writes its log too, but records no outcome.
     """
+    token = SAMPLE_ID.set(id)  # the display tells this sample's trace records by it
+    try:
+        await _sample(task, id, report, task_status)
+    finally:
+        SAMPLE_ID.reset(token)
+
+
+async def _sample(
+    task: corral.Task, id: int, report: _Report, task_status: anyio.abc.TaskStatus[None]
+) -> None:
     config = report.config
     ready = False
     limit = SHORT_TIME_LIMIT if id == config.limited_sample() else TIME_LIMIT
@@ -281,6 +309,7 @@ async def _run_sample(
     try:
         async with task.sample(id, metadata=metadata, time_limit=limit) as sample:
             report.entered += 1
+            report.view.started(id)
             task_status.started()
             ready = True
             await _work(id, report)
@@ -300,47 +329,30 @@ async def _run_sample(
         if sample is not None:
             sample.log().write_json(report.log_dir / f"sample-{id}.json")
             report.logs_written += 1
+        outcome = report.outcomes.get(id)
+        if outcome is not None:
+            error = report.errors.get(id)
+            report.view.finished(id, outcome, error, expected=outcome == config.expected(id))
     if not ready:
         task_status.started()
 
 
 def _poll(report: _Report) -> None:
-    """Note the sandbox and subprocess limits in use now, and their peaks."""
+    """Note the sandbox and subprocess limits in use now, and their peaks; tell the view."""
     status = concurrency_status()
     keys = (f"sandboxes/{report.config.sandbox.type}", "subprocesses")
     report.limits = {name: value for name, value in status.items() if name in keys}
     in_use = status.get("subprocesses", (0, 0))[0]
     report.peak_subprocesses = max(report.peak_subprocesses, in_use)
+    report.view.set_limits(report.limits)
 
 
-def _status(report: _Report, started: float) -> Table:
-    """The live display: a progress bar, samples done, and the limits in use."""
-    total = report.config.samples
-    done = len(report.outcomes)
-    line = Text.assemble(
-        ("samples ", "bold"),
-        f"{done}/{total} done   ",
-        ("execs ", "bold"),
-        f"{report.execs}   ",
-        ("elapsed ", "bold"),
-        f"{time.monotonic() - started:.1f}s",
-    )
-    limits = Text()
-    for name, (in_use, limit) in sorted(report.limits.items()):
-        limits.append(f"{name} ", "bold")
-        limits.append(f"{in_use}/{limit}   ")
-    grid = Table.grid()
-    grid.add_row(ProgressBar(total=total, completed=done, width=40))
-    grid.add_row(line)
-    grid.add_row(limits)
-    return grid
-
-
-async def _refresh(live: Live, report: _Report, started: float) -> None:
-    """Redraw the live display ten times a second (runs until cancelled)."""
+async def _refresh(live: Live | None, report: _Report) -> None:
+    """Poll the limits, and redraw the live display, ten times a second (until cancelled)."""
     while True:
         _poll(report)
-        live.update(_status(report, started), refresh=True)
+        if live is not None:
+            live.refresh()
         await anyio.sleep(0.1)
 
 
@@ -348,9 +360,8 @@ class DemoSetupError(Exception):
     """The demo's task could not start: its sandbox could not be set up (a one-line message)."""
 
 
-async def _main(report: _Report, live: Live) -> None:
+async def _main(report: _Report, live: Live | None) -> None:
     config = report.config
-    started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         try:
             # Entering the task runs the sandbox's task_init: a configuration error
@@ -362,10 +373,17 @@ async def _main(report: _Report, live: Live) -> None:
             raise DemoSetupError(
                 f"the sandbox {config.sandbox.type!r} could not be set up: {exc}"
             ) from exc
+        if live is not None:  # drawn once the task is set up: not over a setup error
+            if not live.console.is_terminal:
+                # rich ends its last frame with a newline only on a terminal
+                stack.callback(live.console.line)
+            stack.enter_context(live)
+            stack.enter_context(registered_live(live))
+            stack.callback(_last_frame, report, live)  # also when interrupted
         async with anyio.create_task_group() as display:
             if threading.current_thread() is threading.main_thread():
                 await display.start(_cancel_on_ctrl_c, task, report)
-            display.start_soon(_refresh, live, report, started)
+            display.start_soon(_refresh, live, report)
             async with anyio.create_task_group() as samples:
                 # The two samples designed to time out get their sandboxes first,
                 # so that their limits fire while their commands run.
@@ -377,8 +395,12 @@ async def _main(report: _Report, live: Live) -> None:
                     if id not in special:
                         samples.start_soon(_run_sample, task, id, report)
             display.cancel_scope.cancel("the demo's samples finished")
+
+
+def _last_frame(report: _Report, live: Live) -> None:
+    """Draw the live display once more, as the samples left it."""
     _poll(report)
-    live.update(_status(report, started), refresh=True)
+    live.refresh()
 
 
 async def _cancel_on_ctrl_c(
@@ -406,6 +428,17 @@ def _live_descendants() -> set[int]:
     return set(live_descendants(os.getpid())) - {guardian_pid()}
 
 
+def _recorded_sandboxes() -> set[str]:
+    """The ids of the sandboxes this process made whose cleanup has not succeeded.
+
+    Read from the harness records ``corral sandbox cleanup`` uses (see
+    :mod:`corral._core._leftovers`): for the ssh sandbox, a remote directory
+    and the processes tagged with it stay recorded until they are known gone.
+    """
+    pid = os.getpid()
+    return {id for record in harness_records() if record.pid == pid for id in record.entries}
+
+
 def _percentile(values: list[float], q: float) -> float:
     """The nearest-rank *q*-th percentile of *values*, which must not be empty."""
     ordered = sorted(values)
@@ -413,12 +446,21 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _summary(
-    report: _Report, elapsed: float, left: int, *, interrupted: bool = False
+    report: _Report,
+    elapsed: float,
+    left: int,
+    *,
+    sandboxes_left: int = 0,
+    interrupted: bool = False,
 ) -> tuple[Table, bool]:
     """Build the summary table; also say whether everything went as designed.
 
-    With *interrupted*, the table is marked partial and the outcome counts are
-    checked against what the samples that finished were designed to do.
+    *left* counts the processes left behind on this machine, *sandboxes_left*
+    the sandboxes whose cleanup did not succeed (for the ssh sandbox, on the
+    remote hosts). With *interrupted*, the table is marked partial and the
+    outcome counts are checked against what the samples that finished were
+    designed to do. The table fits 80 columns; the paths are not in it (see
+    :func:`_locations`).
     """
     config = report.config
     counts = dict.fromkeys((OK, TIMED_OUT, TIME_LIMIT_HIT, FAILED), 0)
@@ -432,9 +474,9 @@ def _summary(
 
     title = f"corral {corral.__version__} demo under {config.backend}"
     table = Table(title=f"{title} (partial: interrupted)" if interrupted else title)
-    table.add_column("")
+    table.add_column("measure", no_wrap=True)
     table.add_column("value", overflow="fold")
-    table.add_column("check")
+    table.add_column("check", no_wrap=True)
 
     def row(what: str, value: object, ok: bool | None = None) -> None:
         mark = "" if ok is None else ("ok" if ok else "FAIL")
@@ -448,27 +490,55 @@ def _summary(
     row("hit time limit", hit, hit == expected[TIME_LIMIT_HIT])
     row("failed", counts[FAILED], counts[FAILED] == 0)
     row("execs", report.execs)
-    if report.latencies:
-        p50, p95 = _percentile(report.latencies, 50), _percentile(report.latencies, 95)
+    latencies = [value for value in report.latencies if math.isfinite(value)]
+    if latencies:
+        p50, p95 = _percentile(latencies, 50), _percentile(latencies, 95)
         row("exec latency p50 / p95", f"{p50 * 1000:.1f} ms / {p95 * 1000:.1f} ms")
     else:
         row("exec latency p50 / p95", "no exec finished")
     row("peak sandboxes in use", f"{report.peak_sandboxes}/{config.max_sandboxes}")
     row("peak subprocesses in use", report.peak_subprocesses)
     row("processes left behind", left, left == 0)
+    row("sandboxes left behind", sandboxes_left, sandboxes_left == 0)
     logs_ok = report.logs_written == report.entered
     unstarted = config.samples - report.entered
     note = f" ({unstarted} never got a sandbox)" if unstarted else ""
-    row("sample logs", f"{report.logs_written} in {report.log_dir}{note}", logs_ok)
+    row("sample logs written", f"{report.logs_written}{note}", logs_ok)
+    row("elapsed", f"{elapsed:.2f} s")
+    ok = as_designed and logs_ok and left == 0 and sandboxes_left == 0
+    return table, ok
+
+
+def _locations(report: _Report) -> list[str]:
+    """Where the sample logs and the trace file are: one line each, to print whole.
+
+    Printed with ``soft_wrap``, a path is never cut inside a name; a terminal
+    narrower than it wraps the line, and it still copies as one.
+    """
     trace = trace_file()
     # The trace file is gzipped to <name>.gz when the process exits.
-    row("trace file", f"{trace} (.gz after exit)" if trace is not None else "none")
-    row("elapsed", f"{elapsed:.2f} s")
-    return table, as_designed and logs_ok and left == 0
+    return [
+        f"sample logs: {report.log_dir}",
+        f"trace file:  {trace}.gz (at exit)" if trace is not None else "trace file:  none",
+    ]
+
+
+def _choose_view(config: DemoConfig, console: Console, tracker: ActionTracker) -> View:
+    display = config.display if config.display is not None else display_type()
+    if display in LIVE_DISPLAYS:
+        return LiveView(f"demo ({config.backend})", config.samples, tracker)
+    if display in ("plain", "log"):
+        return PlainView(console, config.samples)
+    return NoView()
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> int:
-    """Run the demo, print the live display and the summary, return an exit status.
+    """Run the demo, showing its progress, print the summary, return an exit status.
+
+    The display is ``config.display``, else :func:`~corral.util.display_type`:
+    ``full``, ``rich`` and ``conversation`` draw the live view, ``plain`` and
+    ``log`` print one line per finished sample, ``none`` shows nothing until
+    the summary.
 
     Ctrl-C (``KeyboardInterrupt``, alone or in the exception group of the
     task groups it unwound) ends the run: the live display stops, one line
@@ -477,46 +547,59 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
 
     Returns:
         0 when every sample behaved as designed (the deliberate timeout and
-        time limit included), no process was left behind and every log was
-        written; 130 (:data:`INTERRUPTED_STATUS`) after Ctrl-C; 1 otherwise.
+        time limit included), no process or sandbox was left behind and every
+        log was written; 130 (:data:`INTERRUPTED_STATUS`) after Ctrl-C; 1
+        otherwise.
 
     Raises:
-        DemoSetupError: The task's sandbox could not be set up (its
-            configuration is wrong, or no host can be reached).
+        DemoSetupError: The log directory cannot be created, or the task's
+            sandbox could not be set up (its configuration is wrong, or no
+            host can be reached).
     """
     console = console if console is not None else Console()
     log_dir = config.logs / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    report = _Report(config, log_dir)
-    already_running = _live_descendants()
-    started = time.monotonic()
-    live = Live(_status(report, started), console=console, auto_refresh=False)
-    interrupted = False
     try:
-        with live, registered_live(live):
-            try:
-                anyio.run(_main, report, live, backend=config.backend)
-            except* KeyboardInterrupt:
-                # Before the demo's own handler was in place: the cancellation it
-                # caused has cleaned up every sample on the way here.
-                interrupted = True
-            interrupted = interrupted or report.interrupted
-            if interrupted:
-                live.update(_status(report, started), refresh=True)  # the limits as interrupted
-    finally:
-        if not console.is_terminal:
-            console.line()  # rich ends its last frame with a newline only on a terminal
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DemoSetupError(f"cannot create the log directory '{log_dir}': {reason}") from None
+    init_tracing()  # the trace records the display follows, and the file the summary names
+    tracker = ActionTracker()
+    report = _Report(config, log_dir, view=_choose_view(config, console, tracker))
+    already_running = _live_descendants()
+    already_recorded = _recorded_sandboxes()
+    started = time.monotonic()
+    view = report.view
+    live = None
+    if isinstance(view, LiveView):
+        live = Live(view, console=console, auto_refresh=False)
+    interrupted = False
+    # Only the live view shows actions: otherwise the trace records keep their fast path.
+    with tracker.attached() if live is not None else contextlib.nullcontext():
+        try:
+            anyio.run(_main, report, live, backend=config.backend)
+        except* KeyboardInterrupt:
+            # Before the demo's own handler was in place: the cancellation it
+            # caused has cleaned up every sample on the way here.
+            interrupted = True
+    interrupted = interrupted or report.interrupted
     elapsed = time.monotonic() - started
     if interrupted:
         finished = f"{len(report.outcomes)} of {config.samples} samples finished"
         console.print(f"interrupted: {finished}", style="yellow", markup=False)
     # Only what the demo started counts (a test's server, say, was there before).
     left = len(_live_descendants() - already_running)
-    table, ok = _summary(report, elapsed, left, interrupted=interrupted)
-    console.print(table)
+    sandboxes_left = len(_recorded_sandboxes() - already_recorded)
+    summary, ok = _summary(
+        report, elapsed, left, sandboxes_left=sandboxes_left, interrupted=interrupted
+    )
+    console.print(summary)
+    for line in _locations(report):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     for id, error in sorted(report.errors.items()):
         if report.outcomes.get(id) != config.expected(id):
-            console.print(f"sample {id}: {error}", style="red", markup=False)
+            line = f"sample {id}: {first_line(error)}"
+            console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
     if interrupted:
         return INTERRUPTED_STATUS
     console.print("as designed" if ok else "NOT as designed", style="green" if ok else "red")

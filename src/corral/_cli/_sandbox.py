@@ -9,7 +9,8 @@ Commands:
   skipped).
 * ``check TYPE [--config FILE]``: run the conformance suite of
   :mod:`corral.sandboxes.testing` against the provider, under trio and
-  asyncio, and print a pass/fail table.
+  asyncio, and print a table of the outcomes, one row per test and one
+  column per backend.
 
 ``check`` needs pytest, which is a test dependency rather than one of
 corral's own: without it the command says to install it and exits with 1.
@@ -21,6 +22,13 @@ configuration file from environment variables) and runs it with
 command runs is found too. The configuration file is checked to parse (by
 the loader providers use) and then given to the provider as its path, as a
 sandbox spec gives it, so relative paths inside it resolve against the file.
+Before the suite, one environment is made and released as the suite's
+fixture does: a provider that cannot be set up at all (no configuration, no
+host to reach) is reported in one line, not once per test.
+
+An unknown TYPE is a usage error (exit status 2, as click gives a bad
+option); a configuration file that does not parse, or a provider that cannot
+be set up, is a failure (exit status 1). Each error is one line.
 
 This module imports click and rich; only the ``corral`` command line imports
 it, never the library.
@@ -46,6 +54,7 @@ from .._core._config_files import load_config_file
 from ..sandboxes import _registry
 from ..sandboxes._registry import registered_sandboxes, sandbox_class
 from ..sandboxes._sweep import SWEPT_TYPES, sweep
+from ._errors import OneLineErrors
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -126,7 +135,7 @@ _CONFTEST = textwrap.dedent(
 )
 
 
-@click.group("sandbox")
+@click.group("sandbox", cls=OneLineErrors)
 def sandbox() -> None:
     """Clean up after sandbox providers, and check them against the conformance suite."""
 
@@ -176,13 +185,13 @@ def cleanup_command(
 
 
 def _provider(name: str) -> type[SandboxEnvironment]:
-    """The provider class of *name*; an unknown or broken one ends the command."""
+    """The provider class of *name*; an unknown (exit 2) or broken (1) one ends the command."""
     try:
         return sandbox_class(name)
     except ValueError:
         known = ", ".join(sorted(registered_sandboxes())) or "none"
-        raise click.ClickException(
-            f"Unknown sandbox type {name!r}. Known types: {known}."
+        raise click.BadParameter(
+            f"unknown sandbox type {name!r}; known types: {known}", param_hint="TYPE"
         ) from None
     except (ImportError, TypeError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -255,8 +264,11 @@ def check_command(
 
     The provider's environments are created with sample_init (with the
     configuration read from FILE, if given) and released with sample_cleanup,
-    once per test. Exits with 0 when every test passed, 1 otherwise. Needs
-    pytest.
+    once per test; first, one environment is made and released, so that a
+    provider that cannot be set up at all is reported once. The table has a
+    row per test and a column per backend; the reasons for failures and skips
+    follow it, one line per distinct reason. Exits with 0 when every test
+    passed, 1 otherwise, 2 for an unknown TYPE. Needs pytest.
     """
     try:
         import pytest
@@ -273,6 +285,15 @@ def check_command(
                 f"Cannot read the config file '{config_file}': {exc}"
             ) from None
     backends = list(_BACKENDS) if backend == "both" else [backend]
+    config = None if config_file is None else str(config_file.resolve())
+    try:
+        anyio.run(_set_up_once, sandbox_type, config, backend=backends[0])
+    except Exception as exc:
+        what = f"{type(exc).__name__}: {exc}" if isinstance(exc, AssertionError) else str(exc)
+        raise click.ClickException(
+            f"the sandbox {sandbox_type!r} could not be set up, so no test ran: "
+            f"{what or type(exc).__name__}"
+        ) from None
     collector = _Collector()
     with tempfile.TemporaryDirectory(prefix="corral-sandbox-check-") as directory:
         root = Path(directory)
@@ -299,12 +320,19 @@ def check_command(
             args += ["-k", keyword]
         variables = {
             ENV_TYPE: sandbox_type,
-            ENV_CONFIG_FILE: "" if config_file is None else str(config_file.resolve()),
+            ENV_CONFIG_FILE: config or "",
             ENV_BACKENDS: ",".join(backends),
         }
         with _environment(variables):
             code = pytest.main(args, plugins=[collector])
     _report(sandbox_type, collector, int(code))
+
+
+async def _set_up_once(sandbox_type: str, config: str | None) -> None:
+    """Make one environment of *sandbox_type* and release it, as the suite's fixture does."""
+    cls = sandbox_class(sandbox_type)
+    environments = await cls.sample_init("conformance", config, {})
+    await cls.sample_cleanup("conformance", config, environments, False)
 
 
 @contextmanager
@@ -390,27 +418,56 @@ def _message(report: Any) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+#: How a cell of the table names an outcome (the others are shown as they are).
+_CELLS = {"error in setup": "setup error", "error in teardown": "teardown error"}
+_STYLES = {"passed": "green", "skipped": "yellow", "not run": "dim"}
+
+
+def _table(sandbox_type: str, ran: list[_Outcome]) -> Table:
+    """One row per test, one column per backend, in the order the tests ran."""
+    backends = list(dict.fromkeys(outcome.backend for outcome in ran))
+    rows: dict[str, dict[str, _Outcome]] = {}
+    for outcome in ran:
+        rows.setdefault(outcome.name, {})[outcome.backend] = outcome
+    table = Table(title=f"Conformance of sandbox type {sandbox_type!r}", title_justify="left")
+    table.add_column("Test", overflow="fold")
+    for backend in backends:
+        table.add_column(backend, no_wrap=True)
+    for name, by_backend in rows.items():
+        cells = [Text(name)]
+        for backend in backends:
+            cell = by_backend.get(backend)
+            text = "not run" if cell is None else cell.outcome
+            style = _STYLES.get(text, "red bold")
+            cells.append(Text(_CELLS.get(text, text), style=style))
+        table.add_row(*cells)
+    return table
+
+
+def _details(ran: list[_Outcome]) -> list[str]:
+    """One line per distinct reason a test failed or was skipped, naming the tests it hit."""
+    groups: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for outcome in ran:
+        if outcome.detail and outcome.outcome != "passed":
+            tests = groups.setdefault((outcome.outcome, outcome.detail), {})
+            tests.setdefault(outcome.name, []).append(outcome.backend)
+    lines = []
+    for (what, detail), tests in groups.items():
+        names = [f"{name} [{', '.join(backends)}]" for name, backends in tests.items()]
+        if len(names) > 3:
+            names = [*names[:2], f"{len(names) - 2} more tests"]
+        lines.append(f"{what}: {'; '.join(names)}: {detail}")
+    return lines
+
+
 def _report(sandbox_type: str, collector: _Collector, code: int) -> None:
-    """Print the table and the totals, and end the command with the right exit code."""
+    """Print the table, the reasons, the totals; end the command with the right exit code."""
     console = Console()
     ran = [o for o in collector.outcomes.values() if o.outcome != "not run"]
-    table = Table(title=f"Conformance of sandbox type {sandbox_type!r}", title_justify="left")
-    table.add_column("Test", no_wrap=True)
-    table.add_column("Backend", no_wrap=True)
-    table.add_column("Outcome", no_wrap=True)
-    details = any(outcome.detail for outcome in ran)
-    if details:
-        table.add_column("Detail", overflow="fold")
-    styles = {"passed": "green", "skipped": "yellow"}
-    for outcome in ran:
-        cells = [
-            Text(outcome.name),
-            Text(outcome.backend),
-            Text(outcome.outcome, style=styles.get(outcome.outcome, "red bold")),
-        ]
-        table.add_row(*cells, *([Text(outcome.detail)] if details else []))
     if ran:
-        console.print(table)
+        console.print(_table(sandbox_type, ran))
+    for line in _details(ran):
+        console.print(line, markup=False, highlight=False)
     for error in collector.errors:
         click.echo(f"error: {error}", err=True)
     passed = sum(o.outcome == "passed" for o in ran)
