@@ -301,7 +301,10 @@ def test_usage_errors_exit_2(trace_dir: Path, args: list[str]) -> None:
     result = run(*args)
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert "Usage:" in result.stderr
+    # One line, as every corral usage error: what is wrong, and where the help is.
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("Error: ")
+    assert "--help" in result.stderr
 
 
 def test_hostile_task_and_sample_names_are_made_visible(trace_dir: Path) -> None:
