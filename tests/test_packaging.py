@@ -11,6 +11,7 @@ extra installed.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,9 +23,13 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 #: Every module an extra installs (and what they pull in that corral might import).
 EXTRA_MODULES = ["asyncssh", "cryptography", "httpx", "httpcore", "opentelemetry"]
+#: The ``corral`` command, run with the interpreter's arguments.
+CLI = "from corral._cli import main\nmain(sys.argv[1:])"
 
 
-def run_without(modules: list[str], code: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_without(
+    modules: list[str], code: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run *code* in a fresh interpreter in which importing any of *modules* fails."""
     block = "".join(f"sys.modules[{name!r}] = None\n" for name in modules)
     return subprocess.run(
@@ -33,6 +38,7 @@ def run_without(modules: list[str], code: str, *args: str) -> subprocess.Complet
         text=True,
         timeout=90,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -68,11 +74,7 @@ def test_classifiers_name_the_running_python() -> None:
 
 
 def test_the_demo_runs_without_any_extra(tmp_path: Path) -> None:
-    done = run_without(
-        EXTRA_MODULES,
-        "from corral._cli import main\nmain(sys.argv[1:])",
-        *["demo", "--samples", "8", "--logs", str(tmp_path)],
-    )
+    done = run_without(EXTRA_MODULES, CLI, *["demo", "--samples", "8", "--logs", str(tmp_path)])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "as designed" in done.stdout
 
@@ -129,3 +131,18 @@ except ImportError as exc:
     assert lines[2].startswith("ImportError httpx "), lines
     assert "http://127.0.0.1:1/prompt.txt" in lines[2]
     assert "pip install 'corral[http]'" in lines[2]
+
+
+def test_sandbox_cleanup_without_the_ssh_extra_skips_ssh_and_cleans_the_rest(
+    tmp_path: Path,
+) -> None:
+    done = run_without(
+        ["asyncssh"],
+        CLI,
+        *["sandbox", "cleanup"],
+        env={"CORRAL_STATE_DIR": str(tmp_path)},  # no records: nothing of the suite's
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "local: nothing to clean" in done.stdout
+    assert "ssh: skipped (" in done.stderr
+    assert "pip install 'corral[ssh]'" in done.stderr
