@@ -124,7 +124,7 @@ class StoreModel(BaseModel):
     to the store. A subclass that overrides ``model_post_init`` must call
     ``super().model_post_init(context)``.
 
-    Args:
+    Attributes:
         store: The store to keep the fields in (default: the running sample's,
             see :func:`~corral.util.store`).
         instance: Name that separates this model's keys from other instances of

@@ -81,7 +81,7 @@ _table: dict[str, RegistryEntry] = {
     "ssh": "corral.sandboxes._ssh._environment:SSHSandboxEnvironment",
 }
 #: Extras to suggest when a registered provider's import fails (type -> extra).
-_extras: dict[str, str] = {}
+_extras: dict[str, str] = {"ssh": "ssh"}
 _entry_points_loaded = False
 _inspect_entry_points_loaded = False
 

@@ -93,7 +93,8 @@ def resource(
         OSError: Reading a file that exists failed.
         UnicodeDecodeError: A file is not UTF-8 text.
         ImportError: The fsspec implementation of the URL's protocol is not
-            installed (for example s3fs for ``s3://``).
+            installed (for example s3fs for ``s3://``), or httpx is not, for
+            an ``http(s)://`` URL (``pip install 'corral[http]'``).
     """
     if not isinstance(resource, str):
         raise TypeError(f"resource must be a str, got {_type_name(resource)}")
@@ -156,7 +157,13 @@ def _read(url: str, options: dict[str, Any]) -> str:
 
 
 def _read_http(url: str, options: dict[str, Any]) -> str:
-    import httpx
+    try:
+        import httpx
+    except ImportError as exc:
+        raise ImportError(
+            f"resource() needs httpx to read {url}: install it with pip install 'corral[http]'",
+            name=exc.name,
+        ) from exc
 
     timeout = httpx.Timeout(HTTP_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT)
     client_options: dict[str, Any] = {"timeout": timeout, "follow_redirects": True}
