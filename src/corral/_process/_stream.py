@@ -70,6 +70,7 @@ __all__ = [
     "StreamingProcess",
     "open_process",
     "open_streaming",
+    "start_streaming",
 ]
 
 #: The most bytes of one stream read at a time.
@@ -462,6 +463,43 @@ async def open_streaming(
     return StreamingProcess._create(command, child, fds, stdin, out, err, grace, keep_stdin, on_end)
 
 
+async def start_streaming(
+    command: Command,
+    *,
+    keep_stdin: bool,
+    slot: bool,
+    on_end: Callable[[], None] | None = None,
+) -> StreamingProcess:
+    """:func:`open_streaming` with the kill grace in force, holding a slot while it runs.
+
+    With *slot*, a slot of the ``"subprocesses"`` limit is taken first (the
+    wait is not working time) and given back when the process ends or is
+    killed, before *on_end* is called.
+
+    **Cancellation:** while waiting for the slot, nothing has started.
+    """
+    limiter = subprocess_limiter() if slot else None
+    owner = object()
+    if limiter is not None:
+        with waiting():  # the wait for a slot is not working time
+            await limiter.acquire_on_behalf_of(owner)
+
+    def release() -> None:
+        if limiter is not None:
+            limiter.release_on_behalf_of(owner)
+        if on_end is not None:
+            on_end()
+
+    try:
+        return await open_streaming(
+            command, keep_stdin=keep_stdin, grace=current_kill_grace(), on_end=release
+        )
+    except BaseException:
+        if limiter is not None:
+            limiter.release_on_behalf_of(owner)
+        raise
+
+
 @contextlib.asynccontextmanager
 async def open_process(
     args: str | list[str],
@@ -509,23 +547,7 @@ async def open_process(
     command = check_command(args, text, cwd, env, True)
     check_bool("stdin_open", stdin_open)
     check_bool("concurrency", concurrency)
-    limiter = subprocess_limiter() if concurrency else None
-    slot = object()
-    if limiter is not None:
-        with waiting():  # the wait for a slot is not working time
-            await limiter.acquire_on_behalf_of(slot)
-
-    def release() -> None:
-        if limiter is not None:
-            limiter.release_on_behalf_of(slot)
-
-    try:
-        process = await open_streaming(
-            command, keep_stdin=stdin_open, grace=current_kill_grace(), on_end=release
-        )
-    except BaseException:
-        release()
-        raise
+    process = await start_streaming(command, keep_stdin=stdin_open, slot=concurrency)
     try:
         with trace_action(logger, "Subprocess", "%s (streamed)", command.display):
             yield process

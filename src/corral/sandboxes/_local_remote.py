@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import anyio.lowlevel
-
-from .._core._settings import current_kill_grace, subprocess_limiter
-from .._core._working import waiting
-from .._process._stream import open_streaming
+from .._process._stream import start_streaming
 from ._exec_remote import ExecCompleted, ExecRemoteProcess, ExecStderr, ExecStdout
 
 if TYPE_CHECKING:
@@ -72,29 +68,13 @@ async def start_local(
 
     The process is in *processes* (the sandbox's, for its cleanup) until it ends.
     """
-    limiter = subprocess_limiter() if slot else None
-    owner = object()
-    if limiter is not None:
-        with waiting():
-            await limiter.acquire_on_behalf_of(owner)
-    else:
-        await anyio.lowlevel.checkpoint()
     box: list[StreamingProcess] = []
 
     def on_end() -> None:
-        if limiter is not None:
-            limiter.release_on_behalf_of(owner)
         if box:
             processes.discard(box[0])
 
-    try:
-        process = await open_streaming(
-            command, keep_stdin=keep_stdin, grace=current_kill_grace(), on_end=on_end
-        )
-    except BaseException:
-        if limiter is not None:
-            limiter.release_on_behalf_of(owner)
-        raise
+    process = await start_streaming(command, keep_stdin=keep_stdin, slot=slot, on_end=on_end)
     box.append(process)
     processes.add(process)
     return LocalProcess(process, keep_stdin)

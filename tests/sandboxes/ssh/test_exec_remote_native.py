@@ -63,7 +63,11 @@ def env(request: pytest.FixtureRequest) -> SandboxEnvironment:
 
 def _written(pid: int) -> int:
     """Bytes the process *pid* has written so far (``/proc/PID/io``)."""
-    with open(f"/proc/{pid}/io") as f:
+    try:
+        f = open(f"/proc/{pid}/io")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise AssertionError(f"process {pid} ran to its end: nothing held it back") from None
+    with f:
         for line in f:
             if line.startswith("wchar:"):
                 return int(line.split()[1])
