@@ -38,6 +38,8 @@ __all__ = [
     "ExecRemoteStreamingOptions",
     "ExecStderr",
     "ExecStdout",
+    "chunk_event",
+    "stdin_bytes",
 ]
 
 
@@ -296,15 +298,9 @@ class ExecFallbackProcess(ExecRemoteProcess):
             self._events.append(ExecStderr(result.stderr))
         self._events.append(ExecCompleted(result.returncode))
 
-    def _check_stdin(self, method: str) -> None:
-        if not self._stdin_open:
-            raise RuntimeError(f"{method}() requires stdin_open=True in ExecRemoteStreamingOptions")
-
     async def write_stdin(self, data: str | bytes) -> None:
         await anyio.lowlevel.checkpoint()
-        self._check_stdin("write_stdin")
-        if not isinstance(data, str | bytes):
-            raise TypeError(f"data must be str or bytes, got {type(data).__name__}")
+        payload = stdin_bytes(self._stdin_open, "write_stdin", data)
         if self._closed_by_caller:
             raise RuntimeError("cannot write to stdin: it is closed")
         if self._state in ("completed", "killed"):
@@ -314,11 +310,11 @@ class ExecFallbackProcess(ExecRemoteProcess):
                 "cannot write to stdin: it is closed (this sandbox's exec_remote runs the "
                 "command through exec() once the iteration begins)"
             )
-        self._stdin.append(_as_bytes(data))
+        self._stdin.append(payload)
 
     async def close_stdin(self) -> None:
         await anyio.lowlevel.checkpoint()
-        self._check_stdin("close_stdin")
+        stdin_bytes(self._stdin_open, "close_stdin")
         self._stdin_closed = self._closed_by_caller = True
 
     async def kill(self) -> None:
@@ -334,6 +330,34 @@ class ExecFallbackProcess(ExecRemoteProcess):
 
 def _as_bytes(data: str | bytes) -> bytes:
     return data.encode() if isinstance(data, str) else data
+
+
+def stdin_bytes(stdin_open: bool, method: str, data: object = b"") -> bytes:
+    """*data* for the command's stdin as bytes (``str`` as UTF-8), after the checks of *method*.
+
+    Raises:
+        RuntimeError: The process was not started with ``stdin_open=True``.
+        TypeError: *data* is neither ``str`` nor ``bytes``.
+    """
+    if not stdin_open:
+        raise RuntimeError(f"{method}() requires stdin_open=True in ExecRemoteStreamingOptions")
+    if not isinstance(data, str | bytes):
+        raise TypeError(f"data must be str or bytes, got {type(data).__name__}")
+    return _as_bytes(data)
+
+
+def chunk_event(chunk: tuple[str, str] | int | None) -> ExecOutput:
+    """The event for a native handle's next piece: ``(stream, text)``, an exit status, or the end.
+
+    Raises:
+        StopAsyncIteration: *chunk* is ``None`` (there is nothing more).
+    """
+    if chunk is None:
+        raise StopAsyncIteration
+    if isinstance(chunk, int):
+        return ExecCompleted(chunk)
+    name, text = chunk
+    return ExecStdout(text) if name == "stdout" else ExecStderr(text)
 
 
 def _proxied(sandbox: SandboxEnvironment) -> SandboxEnvironment:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._process._stream import start_streaming
-from ._exec_remote import ExecCompleted, ExecRemoteProcess, ExecStderr, ExecStdout
+from ._exec_remote import ExecRemoteProcess, chunk_event, stdin_bytes
 
 if TYPE_CHECKING:
     from .._process._stream import StreamingProcess
@@ -35,26 +35,13 @@ class LocalProcess(ExecRemoteProcess):
         return self._process.pid
 
     async def __anext__(self) -> ExecOutput:
-        chunk = await self._process.next_chunk()
-        if chunk is None:
-            raise StopAsyncIteration
-        if isinstance(chunk, int):
-            return ExecCompleted(chunk)
-        name, text = chunk
-        return ExecStdout(text) if name == "stdout" else ExecStderr(text)
-
-    def _check_stdin(self, method: str) -> None:
-        if not self._keep_stdin:
-            raise RuntimeError(f"{method}() requires stdin_open=True in ExecRemoteStreamingOptions")
+        return chunk_event(await self._process.next_chunk())
 
     async def write_stdin(self, data: str | bytes) -> None:
-        self._check_stdin("write_stdin")
-        if not isinstance(data, str | bytes):
-            raise TypeError(f"data must be str or bytes, got {type(data).__name__}")
-        await self._process.write_stdin(data.encode() if isinstance(data, str) else data)
+        await self._process.write_stdin(stdin_bytes(self._keep_stdin, "write_stdin", data))
 
     async def close_stdin(self) -> None:
-        self._check_stdin("close_stdin")
+        stdin_bytes(self._keep_stdin, "close_stdin")
         await self._process.close_stdin()
 
     async def kill(self) -> None:

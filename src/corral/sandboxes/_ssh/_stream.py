@@ -30,7 +30,7 @@ import anyio.lowlevel
 import asyncssh
 
 from ..._process._stream import BUFFER_LIMIT
-from .._exec_remote import ExecCompleted, ExecRemoteProcess, ExecStderr, ExecStdout
+from .._exec_remote import ExecRemoteProcess, chunk_event, stdin_bytes
 from ._bridge import call_soon_on_ssh_loop, run_on_ssh_loop
 from ._errors import is_connection_error, lost_connection
 from ._remote import HeaderSession
@@ -295,22 +295,10 @@ class SSHProcess(ExecRemoteProcess):
             with anyio.CancelScope(shield=True):
                 await self.kill()
             raise
-        if chunk is None:
-            raise StopAsyncIteration
-        if isinstance(chunk, int):
-            return ExecCompleted(chunk)
-        name, text = chunk
-        return ExecStdout(text) if name == "stdout" else ExecStderr(text)
-
-    def _check_stdin(self, method: str) -> None:
-        if not self._keep_stdin:
-            raise RuntimeError(f"{method}() requires stdin_open=True in ExecRemoteStreamingOptions")
+        return chunk_event(chunk)
 
     async def write_stdin(self, data: str | bytes) -> None:
-        self._check_stdin("write_stdin")
-        if not isinstance(data, str | bytes):
-            raise TypeError(f"data must be str or bytes, got {type(data).__name__}")
-        payload = data.encode("utf-8") if isinstance(data, str) else data
+        payload = stdin_bytes(self._keep_stdin, "write_stdin", data)
         if self._stream.writable_now():
             # The window is open: hand the data over without a round trip to the
             # SSH loop (it is written in order with every later call).
@@ -320,7 +308,7 @@ class SSHProcess(ExecRemoteProcess):
             await run_on_ssh_loop(self._stream.write, payload)
 
     async def close_stdin(self) -> None:
-        self._check_stdin("close_stdin")
+        stdin_bytes(self._keep_stdin, "close_stdin")
         await run_on_ssh_loop(self._stream.close_stdin)
 
     async def kill(self) -> None:
