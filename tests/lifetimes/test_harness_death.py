@@ -49,6 +49,18 @@ def test_sigkill_leaves_no_process_and_no_sandbox_directory(
     assert harness.sandbox_dirs() == []
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigkill_stops_streamed_commands(start_harness: HarnessStarter, backend: str) -> None:
+    """Commands started with exec_remote, their output being read, die with the harness."""
+    harness = start_harness(backend, samples=10, style="setsid", stream=True)
+    assert len(harness.sandbox_dirs()) == 10
+
+    assert _end(harness, signal.SIGKILL) == -signal.SIGKILL
+
+    assert harness.left_running() == []
+    assert harness.sandbox_dirs() == []
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigterm_and_sighup_clean_up_then_end_the_harness_by_that_signal(

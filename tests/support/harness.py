@@ -16,7 +16,7 @@ import threading
 import anyio
 
 import corral
-from corral.util import sandbox, subprocess
+from corral.util import ExecRemoteStreamingOptions, sandbox, subprocess
 
 STYLES = ("plain", "setsid", "ignore-term", "trap-term")
 
@@ -50,7 +50,12 @@ async def main(args: argparse.Namespace) -> None:
 
     async def sample(task: corral.Task, n: int) -> None:
         async with task.sample(n):
-            await sandbox().exec(["sh", "-c", cmd], user=args.user)
+            if args.stream:  # exec_remote, its events read as they come
+                options = ExecRemoteStreamingOptions(user=args.user)
+                async for _ in await sandbox().exec_remote(["sh", "-c", cmd], options):
+                    pass
+            else:
+                await sandbox().exec(["sh", "-c", cmd], user=args.user)
 
     async def bare() -> None:
         await subprocess(["sh", "-c", cmd])
@@ -86,5 +91,6 @@ if __name__ == "__main__":
     parser.add_argument("--signals-to-a-thread", action="store_true")
     parser.add_argument("--ssh-config", default=None, help="a config file: ssh samples")
     parser.add_argument("--raw", action="store_true", help="bare calls of anyio.run_process")
+    parser.add_argument("--stream", action="store_true", help="samples use exec_remote")
     args = parser.parse_args()
     anyio.run(main, args, backend=args.backend)

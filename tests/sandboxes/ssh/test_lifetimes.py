@@ -43,7 +43,7 @@ import json, sys
 import anyio
 
 import corral
-from corral.util import sandbox
+from corral.util import ExecRemoteStreamingOptions, sandbox
 
 spec = json.loads(open(sys.argv[1]).read())
 
@@ -54,7 +54,14 @@ async def main() -> None:
             env = sandbox()
             print("dir", env.inner.directory, flush=True)
             argv = ["sh", "-c", spec["command"]]
-            await env.exec(argv, user=spec["user"], cwd=spec["cwd"], input=spec["input"])
+            if spec["stream"]:  # exec_remote, stdin kept open, the events read
+                options = ExecRemoteStreamingOptions(
+                    user=spec["user"], cwd=spec["cwd"], input=spec["input"], stdin_open=True
+                )
+                async for _ in await env.exec_remote(argv, options):
+                    pass
+            else:
+                await env.exec(argv, user=spec["user"], cwd=spec["cwd"], input=spec["input"])
 
     async with corral.task("harness", sandbox=("ssh", spec["config"])) as task:
         for n in range(spec["samples"]):
@@ -92,6 +99,7 @@ def start_harness(tmp_path: Path, sshd: OpenSSHServer, remote_fifo: Fifo) -> Ite
         ignore_term: bool = False,
         user: str | None = None,
         input: str | None = None,
+        stream: bool = False,
     ) -> _Harness:
         marker = unique_sleep()
         trap = "trap '' TERM; " if ignore_term else ""
@@ -103,6 +111,7 @@ def start_harness(tmp_path: Path, sshd: OpenSSHServer, remote_fifo: Fifo) -> Ite
             "user": user,
             "cwd": "/" if user is not None else None,  # the sample's dir is the login user's
             "input": input,
+            "stream": stream,
         }
         spec_file = tmp_path / f"harness-{len(started)}.json"
         spec_file.write_text(json.dumps(spec))
@@ -157,6 +166,17 @@ def test_sigkill_of_the_harness_stops_its_remote_commands(
     assert _sigkill(harness) == []
     # Not even the sshd processes of the dead connections are left.
     assert wait_gone(list(remote_leftovers(no_remote_leftovers)), GONE_TIMEOUT) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigkill_of_the_harness_stops_its_streamed_commands(
+    start_harness: _Starter, no_remote_leftovers: OpenSSHServer, backend: str
+) -> None:
+    """exec_remote's commands (stdin open, output being read) die with the harness too."""
+    harness = start_harness(backend, samples=4, stream=True)
+    assert len(harness.remote()) >= 4
+
+    assert _sigkill(harness) == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
