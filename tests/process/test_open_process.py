@@ -86,6 +86,33 @@ async def test_bad_arguments_are_named_before_anything_starts() -> None:
     assert limiter.in_use == 0
 
 
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
 def test_no_public_constructor() -> None:
     with pytest.raises(TypeError, match="no public constructor"):
         corral.StreamingProcess()  # type: ignore[call-arg]
+
+
+async def test_kill_while_the_reader_waits_for_the_exit(no_leftovers: str) -> None:
+    """The command closed its output and runs on: kill() from another task ends both."""
+    script = f"exec >&- 2>&-; exec sleep {no_leftovers}"
+    async with corral.open_process(script) as process:
+        chunks: list[object] = []
+
+        async def read() -> None:
+            chunks.extend([chunk async for chunk in process])
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                # Once the shell has exec'ed sleep, its output is closed: the reader
+                # sees EOF and waits for the exit.
+                while not _cmdline(process.pid).startswith(b"sleep"):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+                await anyio.wait_all_tasks_blocked()
+                await process.kill()
+    assert (chunks, process.returncode, process.ended) == ([], None, True)
+    assert processes_matching(no_leftovers) == []

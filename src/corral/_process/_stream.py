@@ -114,11 +114,12 @@ class StreamingProcess(metaclass=NoPublicConstructor):
         self._grace = grace
         self._on_end = on_end
         self._readers: dict[int, tuple[Stream, codecs.IncrementalDecoder]] = {}
-        for fd, name in ((out, "stdout"), (err, "stderr")):
+        pipes: tuple[tuple[int | None, Stream], ...] = ((out, "stdout"), (err, "stderr"))
+        for fd, name in pipes:
             if fd is not None:
                 os.set_blocking(fd, False)
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-                self._readers[fd] = (name, decoder)  # type: ignore[assignment]
+                self._readers[fd] = (name, decoder)
         self._buffer: collections.deque[tuple[Stream, str, int]] = collections.deque()
         self._buffered = 0
         self._stdin = stdin
@@ -129,10 +130,11 @@ class StreamingProcess(metaclass=NoPublicConstructor):
         # Only the holder of a lock waits on those fds (asyncio allows one waiter per fd).
         self._write_lock = anyio.Lock()
         self._read_lock = anyio.Lock()
-        self._reap_lock = anyio.Lock()
         self._returncode: int | None = None
         self._killed = False
-        self._released = False
+        self._released = anyio.Event()
+        # The child for every waiter: one task at a time waits on its pidfd.
+        self._shared = _SharedChild(child)
         if not self._pending:
             self._input_written()
 
@@ -210,7 +212,7 @@ class StreamingProcess(metaclass=NoPublicConstructor):
             if self.ended:
                 return None
             if not self._readers:
-                return await self._finish()
+                return await self._finish()  # None: killed meanwhile
             free = self._write_lock.statistics().owner is None
             if self._pending and free:
                 self._feed()  # synchronous: no other write can come between
@@ -283,18 +285,21 @@ class StreamingProcess(metaclass=NoPublicConstructor):
             for wait, fd in waits:
                 tg.start_soon(first, wait, fd)
 
-    async def _finish(self) -> int:
-        async with self._reap_lock:
-            if self._returncode is None and not self._killed:
-                returncode = await self._child.wait()
-                if group_alive(self.pid):  # as run_supervised: nothing it started outlives it
-                    with anyio.CancelScope(shield=True):
-                        await terminate_group(
-                            self._child, self._grace, f"command {self._command.display!r}"
-                        )
-                self._returncode = returncode
-                self._release()
-        return self._returncode if self._returncode is not None else -1
+    async def _finish(self) -> int | None:
+        """Reap the child (the pipes are at EOF); its status, or ``None`` if it was killed."""
+        if self.ended:
+            return None
+        returncode = await self._shared.wait()
+        if group_alive(self.pid):  # as run_supervised: nothing it started outlives it
+            with anyio.CancelScope(shield=True):
+                await terminate_group(
+                    self._shared, self._grace, f"command {self._command.display!r}"
+                )
+        if self._killed:
+            return None
+        self._returncode = returncode
+        self._release()
+        return returncode
 
     # -- stdin ----------------------------------------------------------------------
 
@@ -401,24 +406,23 @@ class StreamingProcess(metaclass=NoPublicConstructor):
     async def kill(self) -> None:
         """Stop the whole group (TERM, the kill grace, KILL) and reap the child.
 
-        Idempotent; a process that ended already is left alone. A checkpoint.
-        **Cancellation:** shielded: the group is stopped before it returns.
+        Idempotent; a process that ended already is left alone. Once killed,
+        the iteration gives what was in the buffer and no exit status. A
+        checkpoint. **Cancellation:** shielded: the group is stopped before it
+        returns.
         """
         with anyio.CancelScope(shield=True):
-            async with self._reap_lock:
-                if self.ended:
-                    await anyio.lowlevel.checkpoint()
-                    return
-                self._killed = True
-                await terminate_group(
-                    self._child, self._grace, f"command {self._command.display!r}"
-                )
-                self._release()
+            if self._released.is_set() or self._returncode is not None:
+                await anyio.lowlevel.checkpoint()
+                return
+            self._killed = True
+            await terminate_group(self._shared, self._grace, f"command {self._command.display!r}")
+            self._release()
 
     def _release(self) -> None:
-        if self._released:
+        if self._released.is_set():
             return
-        self._released = True
+        self._released.set()
         if not group_alive(self.pid):
             forget_group(self.pid)
         self._readers.clear()  # what is in the buffer stays, for next_chunk()
@@ -431,6 +435,30 @@ class StreamingProcess(metaclass=NoPublicConstructor):
         on_end, self._on_end = self._on_end, None
         if on_end is not None:
             on_end()
+
+
+class _SharedChild:
+    """A child that several tasks may wait for (the iteration, ``kill()``): one at a time.
+
+    A waiter that is cancelled lets the next one wait; once the child is
+    reaped, every later wait returns at once.
+    """
+
+    def __init__(self, child: Child) -> None:
+        self._child = child
+        self._lock = anyio.Lock()
+
+    @property
+    def pid(self) -> int:
+        return self._child.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._child.returncode
+
+    async def wait(self) -> int:
+        async with self._lock:
+            return await self._child.wait()
 
 
 async def open_streaming(
