@@ -376,13 +376,11 @@ class StreamingProcess(metaclass=NoPublicConstructor):
             await self._wait([], fd)
             return
         async with self._read_lock:
-            if self._buffered >= BUFFER_LIMIT or self._read():
-                readable: list[int] = []
-            else:
-                readable = list(self._readers)
+            if self._buffered < BUFFER_LIMIT and self._read():
+                await anyio.lowlevel.checkpoint()  # output taken: try the write again
+                return
+            readable = list(self._readers) if self._buffered < BUFFER_LIMIT else []
             await self._wait(readable, fd)
-            if not self.ended:
-                self._read()
 
     async def close_stdin(self) -> None:
         """Close the child's stdin once what was given and written reached it.

@@ -169,3 +169,21 @@ async def test_a_process_left_running_is_recorded_when_the_sample_ends(
     assert [(e.action, e.cmd, e.result) for e in events] == [
         ("exec", f"sleep {no_leftovers}", None)
     ]
+
+
+async def test_the_whole_input_first_then_the_output(env: SandboxEnvironment) -> None:
+    """inspect_ai's documented pattern: write everything, close, then iterate.
+
+    Half a MiB is more than the pipes hold (locally 64 KiB each way): it goes
+    through because, while nobody iterates, the writer reads the output into
+    the handle's buffer.
+    """
+    data = os.urandom(256 * 1024).hex().encode()
+    process = await env.exec_remote(["cat"], ExecRemoteStreamingOptions(stdin_open=True))
+    with anyio.fail_after(60):
+        for start in range(0, len(data), 64 * 1024):
+            await process.write_stdin(data[start : start + 64 * 1024])
+        await process.close_stdin()
+        events = [event async for event in process]
+    assert "".join(e.data for e in events if isinstance(e, ExecStdout)).encode() == data
+    assert events[-1] == ExecCompleted(0)
