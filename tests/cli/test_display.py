@@ -236,6 +236,18 @@ def test_sandboxes_left_behind_fail_the_summary(tmp_path: Path) -> None:
     assert re.search(r"sandboxes left behind\s*│\s*2\s*│\s*FAIL", "\n".join(render(table, 80)))
 
 
+@pytest.mark.parametrize(
+    ("remote", "shown"), [(2, "0 here, 2 on hosts"), (None, "0 here, ? on hosts")]
+)
+def test_remote_processes_left_behind_fail_the_summary(
+    tmp_path: Path, remote: int | None, shown: str
+) -> None:
+    table, ok = _summary(_finished_report(tmp_path), 1.0, 0, remote_left=remote)
+    assert not ok
+    text = "\n".join(render(table, 80))
+    assert re.search(rf"processes left behind\s*│\s*{re.escape(shown)}\s*│\s*FAIL", text), text
+
+
 def test_recorded_sandboxes_are_this_processs_unresolved_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -255,4 +267,5 @@ def test_recorded_sandboxes_are_this_processs_unresolved_ones(
         header % (os.getpid() + 1) + '{"add":{"type":"ssh","id":"other","dir":"/","tag":"v"}}\n',
         encoding="utf-8",
     )
-    assert _recorded_sandboxes() == {"remote-2"}
+    assert set(_recorded_sandboxes()) == {"remote-2"}
+    assert _recorded_sandboxes()["remote-2"]["tag"] == "u"

@@ -428,15 +428,41 @@ def _live_descendants() -> set[int]:
     return set(live_descendants(os.getpid())) - {guardian_pid()}
 
 
-def _recorded_sandboxes() -> set[str]:
-    """The ids of the sandboxes this process made whose cleanup has not succeeded.
+def _recorded_sandboxes() -> dict[str, dict[str, Any]]:
+    """The sandboxes this process made whose cleanup has not succeeded, by id.
 
     Read from the harness records ``corral sandbox cleanup`` uses (see
     :mod:`corral._core._leftovers`): for the ssh sandbox, a remote directory
     and the processes tagged with it stay recorded until they are known gone.
     """
     pid = os.getpid()
-    return {id for record in harness_records() if record.pid == pid for id in record.entries}
+    return {
+        id: entry
+        for record in harness_records()
+        if record.pid == pid
+        for id, entry in record.entries.items()
+    }
+
+
+def _remote_processes(entries: dict[str, dict[str, Any]], backend: str) -> int | None:
+    """How many processes the ssh sandboxes among *entries* left running on their hosts.
+
+    Each host is asked (read only) for the processes carrying the sandbox's
+    tag. ``None`` when a host could not be reached (or a record is damaged).
+    """
+    from corral.sandboxes._sweep import Leftover
+
+    leftovers = [
+        Leftover("ssh", id, entry, os.getpid(), "")
+        for id, entry in entries.items()
+        if entry.get("type") == "ssh"
+    ]
+    if not leftovers:
+        return 0
+    from corral.sandboxes._ssh._sweep import count_ssh  # asyncssh: only when needed
+
+    counts = anyio.run(count_ssh, leftovers, backend=backend)
+    return None if None in counts else sum(count for count in counts if count is not None)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -451,14 +477,16 @@ def _summary(
     left: int,
     *,
     sandboxes_left: int = 0,
+    remote_left: int | None = 0,
     interrupted: bool = False,
 ) -> tuple[Table, bool]:
     """Build the summary table; also say whether everything went as designed.
 
-    *left* counts the processes left behind on this machine, *sandboxes_left*
-    the sandboxes whose cleanup did not succeed (for the ssh sandbox, on the
-    remote hosts). With *interrupted*, the table is marked partial and the
-    outcome counts are checked against what the samples that finished were
+    *left* counts the processes left behind on this machine, *remote_left*
+    those the ssh sandboxes left on their hosts (``None``: a host could not
+    be asked), *sandboxes_left* the sandboxes whose cleanup did not succeed
+    (for the ssh sandbox, on the remote hosts). With *interrupted*, the table
+    is marked partial and the outcome counts are checked against what the samples that finished were
     designed to do. The table fits 80 columns; the paths are not in it (see
     :func:`_locations`).
     """
@@ -498,14 +526,18 @@ def _summary(
         row("exec latency p50 / p95", "no exec finished")
     row("peak sandboxes in use", f"{report.peak_sandboxes}/{config.max_sandboxes}")
     row("peak subprocesses in use", report.peak_subprocesses)
-    row("processes left behind", left, left == 0)
+    if remote_left == 0:
+        row("processes left behind", left, left == 0)
+    else:
+        remote = "?" if remote_left is None else str(remote_left)
+        row("processes left behind", f"{left} here, {remote} on hosts", left == remote_left == 0)
     row("sandboxes left behind", sandboxes_left, sandboxes_left == 0)
     logs_ok = report.logs_written == report.entered
     unstarted = config.samples - report.entered
     note = f" ({unstarted} never got a sandbox)" if unstarted else ""
     row("sample logs written", f"{report.logs_written}{note}", logs_ok)
     row("elapsed", f"{elapsed:.2f} s")
-    ok = as_designed and logs_ok and left == 0 and sandboxes_left == 0
+    ok = as_designed and logs_ok and left == 0 and remote_left == 0 and sandboxes_left == 0
     return table, ok
 
 
@@ -589,9 +621,16 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
         console.print(f"interrupted: {finished}", style="yellow", markup=False)
     # Only what the demo started counts (a test's server, say, was there before).
     left = len(_live_descendants() - already_running)
-    sandboxes_left = len(_recorded_sandboxes() - already_recorded)
+    recorded = _recorded_sandboxes()
+    new = {id: entry for id, entry in recorded.items() if id not in already_recorded}
+    remote_left = _remote_processes(new, config.backend)
     summary, ok = _summary(
-        report, elapsed, left, sandboxes_left=sandboxes_left, interrupted=interrupted
+        report,
+        elapsed,
+        left,
+        sandboxes_left=len(new),
+        remote_left=remote_left,
+        interrupted=interrupted,
     )
     console.print(summary)
     for line in _locations(report):

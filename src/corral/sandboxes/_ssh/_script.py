@@ -43,6 +43,7 @@ __all__ = [
     "STATUSES",
     "TAG_VARIABLE",
     "cleanup_script",
+    "count_script",
     "env_reader_argv",
     "exec_script",
     "export_line",
@@ -309,6 +310,18 @@ def kill_script(pid: int, pgid: int, grace: float, user: str | None = None) -> s
 def mkdtemp_script(base: str) -> str:
     """Create and print a private working directory under *base*."""
     return f"mktemp -d {_q(base.rstrip('/') + '/corral-sandbox-XXXXXXXX')}"
+
+
+def count_script(tag: str) -> str:
+    """Print how many live processes carry the sandbox tag *tag* (read from ``/proc``).
+
+    As for :func:`cleanup_script`, processes of other users cannot be read
+    and are not counted.
+    """
+    return (
+        f"t={_q(f'{TAG_VARIABLE}={tag}')}\n"
+        'grep -lsxzF -e "$t" /proc/[0-9]*/environ 2>/dev/null | wc -l'
+    )
 
 
 def cleanup_script(workdir: str, tag: str) -> str:

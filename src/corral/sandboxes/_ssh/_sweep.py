@@ -18,12 +18,12 @@ from .._errors import SandboxUnavailableError
 from ._bridge import run_on_ssh_loop
 from ._config import SSHHostConfig, SSHSandboxConfig
 from ._pool import hold, let_go
-from ._script import cleanup_script
+from ._script import cleanup_script, count_script
 
 if TYPE_CHECKING:
     from .._sweep import Leftover, SweepResult
 
-__all__ = ["record_details", "sweep_ssh"]
+__all__ = ["count_ssh", "record_details", "sweep_ssh"]
 
 #: The first line the removal prints when the directory was there.
 _FOUND = "corral-found"
@@ -82,6 +82,59 @@ async def _remove_all(config: SSHSandboxConfig, leftovers: list[Leftover]) -> li
         return results
     finally:
         await let_go(hosts)
+
+
+async def _count_all(config: SSHSandboxConfig, leftovers: list[Leftover]) -> list[int | None]:
+    """On the SSH loop: how many processes of each of *leftovers* run on the host of *config*."""
+    hosts = hold(config)
+    try:
+        try:
+            await hosts.connect_all()
+        except SandboxUnavailableError:
+            return [None] * len(leftovers)
+        pool = hosts.pools[0]
+        counts: list[int | None] = []
+        for leftover in leftovers:
+            try:
+                output = (
+                    await pool.run(count_script(str(leftover.details["tag"])), "count")
+                ).strip()
+            except SandboxUnavailableError:
+                counts.append(None)
+                continue
+            counts.append(int(output) if output.isdigit() else None)
+        return counts
+    finally:
+        await let_go(hosts)
+
+
+async def count_ssh(leftovers: list[Leftover]) -> list[int | None]:
+    """How many processes tagged with each SSH sandbox of *leftovers* still run on its host.
+
+    Read only: nothing is stopped or removed. ``None`` where the host could
+    not be reached or the record is damaged. Processes of other users (run
+    through sudo) cannot be read, and are not counted.
+    """
+    groups: dict[str, tuple[SSHSandboxConfig, list[int]]] = {}
+    counts: list[int | None] = [None] * len(leftovers)
+    for index, leftover in enumerate(leftovers):
+        try:
+            settings = _settings(leftover, None)
+            if not isinstance(leftover.details.get("tag"), str):
+                continue
+        except (KeyError, TypeError, ValueError):
+            continue
+        groups.setdefault(settings.model_dump_json(), (settings, []))[1].append(index)
+
+    async def one(settings: SSHSandboxConfig, indices: list[int]) -> None:
+        found = await run_on_ssh_loop(_count_all, settings, [leftovers[i] for i in indices])
+        for index, count in zip(indices, found, strict=True):
+            counts[index] = count
+
+    async with anyio.create_task_group() as tg:
+        for settings, indices in groups.values():
+            tg.start_soon(one, settings, indices)
+    return counts
 
 
 async def sweep_ssh(leftovers: list[Leftover], config: Any = None) -> list[SweepResult]:
