@@ -112,7 +112,7 @@ def _busy_view(clock: Clock) -> LiveView:
     view = LiveView("demo (trio)", 10, tracker, clock=clock)
     with tracker.attached():
         for id in range(1, 11):
-            view.started(id)
+            view.started(id, 30.0 if id == 4 else None)
         clock.now += 1.5
         context = contextvars.copy_context()
         context.run(SAMPLE_ID.set, 1)
@@ -142,12 +142,15 @@ def test_the_live_view_shows_progress_running_samples_limits_and_errors(width: i
     assert "samples/s" in progress
     assert "ETA" in progress
     assert "running: 7" in text
-    rows = {int(m[1]): m[2] for m in re.finditer(r"^\s+(\d+)\s+(.*?)\s+\d+\.\ds\s*$", text, re.M)}
+    row = r"^\s+(\d+)\s+(.*?)\s+\d+\.\ds(?:\s+[\d.]+/\d+s)?\s*$"
+    rows = {int(m[1]): m[2] for m in re.finditer(row, text, re.M)}
     assert rows[2].startswith("Subprocess: sleep 30")
     assert rows[1].startswith("Sandbox: exec sh -c xxx")
     assert rows[3] == "running"
     assert re.search(r"^\s+2\s+Subprocess: sleep 30\s+2\.0s\s*$", text, re.M), text
     assert re.search(r"^\s+3\s+running\s+3\.5s\s*$", text, re.M), text
+    # A sample with a time limit shows its own time against it.
+    assert re.search(r"^\s+4\s+running\s+3\.5s\s+3\.5/30s\s*$", text, re.M), text
     assert len(rows) == min(7, MAX_RUNNING_ROWS)
     assert "limits:  sandboxes/local 7/8  subprocesses 2/2" in text
     assert "errors: 2" in text

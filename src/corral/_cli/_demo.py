@@ -309,7 +309,7 @@ async def _sample(
     try:
         async with task.sample(id, metadata=metadata, time_limit=limit) as sample:
             report.entered += 1
-            report.view.started(id)
+            report.view.started(id, limit)
             task_status.started()
             ready = True
             await _work(id, report)

@@ -142,8 +142,8 @@ class ActionTracker(logging.Handler):
 class View(Protocol):
     """What the demo tells its display."""
 
-    def started(self, id: int) -> None:
-        """Sample *id* holds its sandbox and runs."""
+    def started(self, id: int, time_limit: float | None = None) -> None:
+        """Sample *id* holds its sandbox and runs (within *time_limit* seconds, if given)."""
 
     def finished(self, id: int, outcome: str, error: str | None, *, expected: bool) -> None:
         """Sample *id* ended with *outcome* (and *error*); *expected*: as it was designed to."""
@@ -155,7 +155,7 @@ class View(Protocol):
 class NoView:
     """``--display none``: nothing is shown while the demo runs."""
 
-    def started(self, id: int) -> None:
+    def started(self, id: int, time_limit: float | None = None) -> None:
         """Nothing to show."""
 
     def finished(self, id: int, outcome: str, error: str | None, *, expected: bool) -> None:
@@ -177,7 +177,7 @@ class PlainView(NoView):
         self._since: dict[int, float] = {}
         self._done = 0
 
-    def started(self, id: int) -> None:
+    def started(self, id: int, time_limit: float | None = None) -> None:
         """Note when sample *id* started."""
         self._since[id] = self._clock()
 
@@ -239,14 +239,14 @@ class LiveView(NoView):
             get_time=clock,
         )
         self._task = self.progress.add_task(title, total=total)
-        self._running: dict[int, float] = {}
+        self._running: dict[int, tuple[float, float | None]] = {}
         self._errors: deque[_Error] = deque(maxlen=MAX_ERROR_ROWS)
         self._error_count = 0
         self._limits: dict[str, tuple[int, int]] = {}
 
-    def started(self, id: int) -> None:
-        """Show sample *id* among the running ones."""
-        self._running[id] = self._clock()
+    def started(self, id: int, time_limit: float | None = None) -> None:
+        """Show sample *id* among the running ones, with its *time_limit*."""
+        self._running[id] = (self._clock(), time_limit)
 
     def finished(self, id: int, outcome: str, error: str | None, *, expected: bool) -> None:
         """Count sample *id* as done; show its error, if any."""
@@ -267,16 +267,19 @@ class LiveView(NoView):
         table = Table(box=None, padding=(0, 1), show_edge=False, expand=False)
         table.add_column("sample", justify="right", no_wrap=True, min_width=6)
         # The action gives way: the sample and the time stay whole at any width.
-        action_width = max(8, width - 6 - 8 - 4)
+        action_width = max(8, width - 6 - 8 - 10 - 6)
         table.add_column("action", no_wrap=True, overflow="ellipsis", max_width=action_width)
         table.add_column("for", justify="right", no_wrap=True, min_width=6)
-        for id, since in list(self._running.items())[:MAX_RUNNING_ROWS]:
+        table.add_column("of", justify="right", no_wrap=True)
+        for id, (since, limit) in list(self._running.items())[:MAX_RUNNING_ROWS]:
             current = self._tracker.current(id) if self._tracker is not None else None
             if current is None:
                 label, began = Text("running", style="dim"), since
             else:
                 label, began = Text(current[0]), current[1]
-            table.add_row(str(id), label, f"{max(0.0, now - began):.1f}s")
+            # The sample's own time, against its time limit.
+            of = "" if limit is None else f"{now - since:.1f}/{limit:g}s"
+            table.add_row(str(id), label, f"{max(0.0, now - began):.1f}s", Text(of, style="dim"))
         return table
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
