@@ -23,6 +23,9 @@ from tests.support.processes import (
     wait_gone,
 )
 
+#: pytester, for the tests of corral's own pytest plugin (tests/plugin).
+pytest_plugins = ["pytester"]
+
 __all__ = [
     "Fifo",
     "make_file",
