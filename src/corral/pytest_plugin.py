@@ -305,11 +305,14 @@ def _fds() -> dict[int, str]:
 
 
 def _own_fds() -> set[int]:
-    """Descriptors corral keeps for the life of the process: the guardian's pipe, the trace file."""
+    """Descriptors corral keeps open across tests: the guardian's pipe, records, the trace file."""
     own = set()
     guardian = sys.modules.get("corral._process._guardian")
     if guardian is not None and guardian._guardian.fd is not None:
         own.add(guardian._guardian.fd)
+    records = sys.modules.get("corral._core._leftovers")
+    if records is not None and records._writer.fd is not None:
+        own.add(records._writer.fd)  # open while any sandbox of the process is recorded
     install = sys.modules.get("corral.tracing._install")
     handler = None if install is None else install._handler
     if handler is not None:
