@@ -323,3 +323,32 @@ def test_no_leftovers_sees_what_the_other_fixtures_leave(pytester: pytest.Pytest
         """,
     )
     result.assert_outcomes(passed=4)
+
+
+@pytest.mark.parametrize("mark", ["anyio", "asyncio"])
+def test_a_sample_uses_the_registered_memory_sandbox(pytester: pytest.Pytester, mark: str) -> None:
+    """As docs/testing.md shows (under a name of its own: the registry is the process's)."""
+    result = run(
+        pytester,
+        f"""
+        import pytest
+        from corral.sandboxes import register_sandbox
+        from corral.sandboxes.testing import MemorySandboxEnvironment
+        from corral.util import sandbox
+
+        register_sandbox("memory-plugin-test", MemorySandboxEnvironment)
+
+        @pytest.mark.{mark}
+        @pytest.mark.corral_sample(sandbox=("memory-plugin-test", {{"default": {{"/a": "x"}}}}))
+        async def test_it(corral_sample):
+            assert await sandbox().read_file("/a") == "x"
+            assert (await sandbox().exec(["cat", "/a"])).stdout == "x"
+
+        @pytest.mark.{mark}
+        async def test_fixture(corral_memory_sandbox):
+            await corral_memory_sandbox.write_file("f", "y")
+            assert (await corral_memory_sandbox.exec(["cat", "f"])).stdout == "y"
+            assert (await corral_memory_sandbox.exec(["pwd"])).stdout == "/work\\n"
+        """,
+    )
+    result.assert_outcomes(passed=4 if mark == "anyio" else 2)
