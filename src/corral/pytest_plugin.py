@@ -28,12 +28,11 @@ The async fixtures (``corral_task``, ``corral_sample``,
 ``corral_local_sandbox``) run under anyio's pytest plugin (tests marked
 ``@pytest.mark.anyio``, on each backend ``anyio_backend`` names) or under
 pytest-asyncio (tests marked ``@pytest.mark.asyncio``, or its auto mode).
-Under anyio they run in the test's own task, so a sample's limits apply to
-the test body. pytest-asyncio runs a fixture's set-up and teardown in tasks
-of their own, which a task scope cannot span, so there the scopes run in a
-helper task and the test sees their context (the current task, sample,
-store, transcript and sandboxes) but not their cancel scopes: a sample's
-time limit does not interrupt the test body. See ``docs/testing.md``.
+Either way the task and sample scopes run in a helper task, and the test
+runs with their context (the current task, the sample's store, transcript,
+limits and sandboxes), outside their cancel scopes: what ends a scope (a
+sample's time limit, a failure in the task's work) ends the scope, not the
+test body, and fails the test at teardown. See ``docs/testing.md``.
 """
 
 from __future__ import annotations
@@ -57,6 +56,8 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import AsyncIterator, Callable, Iterator
     from contextlib import AbstractAsyncContextManager
+
+    from anyio.abc import TaskStatus
 
     from . import Sample, Task
     from .util import SandboxEnvironment
@@ -111,83 +112,136 @@ def _open_sample(request: pytest.FixtureRequest, task: Task) -> AbstractAsyncCon
     return task.sample(**kwargs)
 
 
-@pytest.fixture
-async def corral_task(request: pytest.FixtureRequest) -> AsyncIterator[Task]:
-    """A running task scope, entered for the test (see the module docs)."""
-    async with _open_task(request) as task:
-        yield task
+class _Context:
+    """corral's context variables as a scope set them, adopted by the test's context.
 
-
-@pytest.fixture
-async def corral_sample(request: pytest.FixtureRequest, corral_task: Task) -> AsyncIterator[Sample]:
-    """A running sample of ``corral_task``, entered for the test (see the module docs)."""
-    async with _open_sample(request, corral_task) as sample:
-        yield sample
-
-
-class _Hosted:
-    """An async context manager entered and exited in a helper task (pytest-asyncio only).
-
-    The context variables it sets are copied into the caller's context, so
-    that the test, run in another task, sees them.
+    The scopes run in a helper task, so that nothing they cancel (a sample at
+    its time limit, a task whose background work failed) is the test itself,
+    which pytest would see as a crash; the test runs with their context.
     """
 
-    def __init__(self, scope: AbstractAsyncContextManager[Any]) -> None:
-        self._scope = scope
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self, context: contextvars.Context) -> None:
+        self._tokens = [
+            var.set(value)
+            for var, value in context.items()
+            if var.name.startswith("corral") and var.get(_UNSET) is not value
+        ]
 
-    async def enter(self) -> Any:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        entered: asyncio.Future[tuple[Any, contextvars.Context]] = loop.create_future()
-        release = asyncio.Event()
-        self._release = release
-
-        async def host() -> None:
-            try:
-                async with self._scope as value:
-                    entered.set_result((value, contextvars.copy_context()))
-                    await release.wait()
-            except Exception as exc:
-                if entered.done():
-                    raise
-                entered.set_exception(exc)
-
-        self._task = loop.create_task(host())
-        value, context = await entered
-        for var, wanted in context.items():
-            if var.get(_UNSET) is not wanted:
-                var.set(wanted)
-        return value
-
-    async def exit(self) -> None:
-        assert self._task is not None
-        self._release.set()
-        await self._task
+    def restore(self) -> None:
+        for token in reversed(self._tokens):
+            token.var.reset(token)
 
 
 _UNSET: Any = object()
 
 
-async def _corral_task_hosted(request: pytest.FixtureRequest) -> AsyncIterator[Task]:
-    hosted = _Hosted(_open_task(request))
-    task: Task = await hosted.enter()
+async def _hosted_by_anyio(scope: AbstractAsyncContextManager[Any]) -> AsyncIterator[Any]:
+    """Enter *scope* in a helper task; yield its value in its context; exit it after."""
+    import anyio
+
+    release = anyio.Event()
+    failures: list[Exception] = []
+
+    async def host(*, task_status: TaskStatus[tuple[Any, contextvars.Context]]) -> None:
+        started = False
+        try:
+            async with scope as value:
+                task_status.started((value, contextvars.copy_context()))
+                started = True
+                await release.wait()
+        except Exception as exc:
+            if not started:
+                raise
+            failures.append(exc)  # raised at teardown: the test is not cancelled for it
+
     try:
-        yield task
+        async with anyio.create_task_group() as task_group:
+            value, context = await task_group.start(host)
+            adopted = _Context(context)
+            try:
+                yield value
+            finally:
+                adopted.restore()
+                release.set()
+    except ExceptionGroup as group:  # the scope's own error, not the helper task's group
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    if failures:
+        raise failures[0]
+
+
+async def _hosted_by_asyncio(scope: AbstractAsyncContextManager[Any]) -> AsyncIterator[Any]:
+    """As :func:`_hosted_by_anyio`, for pytest-asyncio, which runs set-up and teardown in
+    separate tasks: no task group can span them, so the helper is an asyncio task."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    entered: asyncio.Future[tuple[Any, contextvars.Context]] = loop.create_future()
+    release = asyncio.Event()
+
+    async def host() -> None:
+        try:
+            async with scope as value:
+                entered.set_result((value, contextvars.copy_context()))
+                await release.wait()
+        except BaseException as exc:
+            if entered.done():
+                raise
+            if not isinstance(exc, Exception):
+                entered.cancel()
+                raise
+            entered.set_exception(exc)
+
+    helper = loop.create_task(host())
+    value, context = await entered
+    adopted = _Context(context)
+    try:
+        yield value
     finally:
-        await hosted.exit()
+        adopted.restore()
+        release.set()
+        await helper
 
 
-async def _corral_sample_hosted(
+@pytest.fixture
+async def corral_task(request: pytest.FixtureRequest) -> AsyncIterator[Task]:
+    """A running task scope, entered before the test and exited after it.
+
+    ``@pytest.mark.corral_task(**kwargs)`` passes arguments to
+    :func:`corral.task` (the name defaults to the test's, ``handle_signals``
+    to ``False``). An error in the task's work, or its exit, fails the test
+    at teardown.
+    """
+    async for task in _hosted_by_anyio(_open_task(request)):
+        yield task
+
+
+@pytest.fixture
+async def corral_sample(request: pytest.FixtureRequest, corral_task: Task) -> AsyncIterator[Sample]:
+    """A running sample of ``corral_task``, entered before the test and exited after it.
+
+    ``@pytest.mark.corral_sample(**kwargs)`` passes arguments to
+    :meth:`corral.Task.sample` (the id defaults to ``1``). The test runs
+    with the sample's context: ``store()``, ``transcript()``,
+    ``sample_limits()`` and ``sandbox()`` are the sample's. A limit that
+    ends the sample ends it, not the test body: its ``TimeoutError`` fails
+    the test at teardown.
+    """
+    async for sample in _hosted_by_anyio(_open_sample(request, corral_task)):
+        yield sample
+
+
+async def _corral_task_asyncio(request: pytest.FixtureRequest) -> AsyncIterator[Task]:
+    async for task in _hosted_by_asyncio(_open_task(request)):
+        yield task
+
+
+async def _corral_sample_asyncio(
     request: pytest.FixtureRequest, corral_task: Task
 ) -> AsyncIterator[Sample]:
-    hosted = _Hosted(_open_sample(request, corral_task))
-    sample: Sample = await hosted.enter()
-    try:
+    async for sample in _hosted_by_asyncio(_open_sample(request, corral_task)):
         yield sample
-    finally:
-        await hosted.exit()
 
 
 # -- sandboxes ------------------------------------------------------------------------------
@@ -232,8 +286,8 @@ def _copy(function: Callable[..., Any]) -> Callable[..., Any]:
 
 #: What pytest-asyncio runs in place of each async fixture (not under anyio).
 _ASYNCIO_VARIANTS: dict[str, Callable[..., Any]] = {
-    "corral_task": _corral_task_hosted,
-    "corral_sample": _corral_sample_hosted,
+    "corral_task": _corral_task_asyncio,
+    "corral_sample": _corral_sample_asyncio,
     "corral_local_sandbox": _copy(_local_sandbox),
 }
 _marked: set[str] = set()

@@ -352,3 +352,59 @@ def test_a_sample_uses_the_registered_memory_sandbox(pytester: pytest.Pytester, 
         """,
     )
     result.assert_outcomes(passed=4 if mark == "anyio" else 2)
+
+
+@pytest.mark.parametrize("mark", ["anyio", "asyncio"])
+def test_a_scope_that_cannot_start_is_an_error_at_set_up_naming_why(
+    pytester: pytest.Pytester, mark: str
+) -> None:
+    result = run(
+        pytester,
+        f"""
+        import pytest
+
+        @pytest.mark.{mark}
+        @pytest.mark.corral_sample(sandbox="nowhere")
+        async def test_it(corral_sample):
+            pass
+        """,
+    )
+    result.assert_outcomes(errors=2 if mark == "anyio" else 1)
+    result.stdout.fnmatch_lines(["E * ValueError: Sandbox type 'nowhere' is not recognized*"])
+    assert "ExceptionGroup" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("mark", ["anyio", "asyncio"])
+def test_a_failure_in_the_task_fails_the_test_at_teardown_not_its_body(
+    pytester: pytest.Pytester, mark: str
+) -> None:
+    result = run(
+        pytester,
+        f"""
+        import pytest
+
+        import anyio, anyio.lowlevel
+
+        BODY_ENDED = []
+
+        async def boom(failing):
+            failing.set()
+            raise RuntimeError("the task's work failed")
+
+        @pytest.mark.{mark}
+        async def test_it(corral_task):
+            failing = anyio.Event()
+            corral_task.start_soon(boom, failing)
+            await failing.wait()
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()  # the task's group is cancelled, not the test
+            BODY_ENDED.append(True)
+
+        def test_after():
+            assert BODY_ENDED
+        """,
+    )
+    # Each test_it passes its body (and test_after sees it ended), then errors at teardown.
+    runs = 2 if mark == "anyio" else 1
+    result.assert_outcomes(passed=runs + 1, errors=runs)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_it*", "*the task's work failed*"])
