@@ -171,14 +171,23 @@ async def _hosted_by_anyio(scope: AbstractAsyncContextManager[Any]) -> AsyncIter
         raise failures[0]
 
 
-async def _hosted_by_asyncio(scope: AbstractAsyncContextManager[Any]) -> AsyncIterator[Any]:
-    """As :func:`_hosted_by_anyio`, for pytest-asyncio, which runs set-up and teardown in
-    separate tasks: no task group can span them, so the helper is an asyncio task."""
+async def _hosted_by_asyncio(
+    scope: AbstractAsyncContextManager[Any], request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
+    """As :func:`_hosted_by_anyio`, for pytest-asyncio.
+
+    pytest-asyncio runs set-up and teardown in separate tasks, so no task
+    group can span them: the helper is an asyncio task. Its failure is
+    raised by a finalizer that runs after pytest-asyncio's own, since a
+    teardown that raises keeps pytest-asyncio from restoring the context
+    variables it copied out of the fixture.
+    """
     import asyncio
 
     loop = asyncio.get_running_loop()
     entered: asyncio.Future[tuple[Any, contextvars.Context]] = loop.create_future()
     release = asyncio.Event()
+    failures: list[BaseException] = []
 
     async def host() -> None:
         try:
@@ -193,15 +202,23 @@ async def _hosted_by_asyncio(scope: AbstractAsyncContextManager[Any]) -> AsyncIt
                 raise
             entered.set_exception(exc)
 
+    def raise_failure() -> None:
+        if failures:
+            raise failures[0]
+
     helper = loop.create_task(host())
     value, context = await entered
+    request.addfinalizer(raise_failure)
     adopted = _Context(context)
     try:
         yield value
     finally:
         adopted.restore()
         release.set()
-        await helper
+        try:
+            await helper
+        except Exception as exc:
+            failures.append(exc)
 
 
 @pytest.fixture
@@ -233,14 +250,14 @@ async def corral_sample(request: pytest.FixtureRequest, corral_task: Task) -> As
 
 
 async def _corral_task_asyncio(request: pytest.FixtureRequest) -> AsyncIterator[Task]:
-    async for task in _hosted_by_asyncio(_open_task(request)):
+    async for task in _hosted_by_asyncio(_open_task(request), request):
         yield task
 
 
 async def _corral_sample_asyncio(
     request: pytest.FixtureRequest, corral_task: Task
 ) -> AsyncIterator[Sample]:
-    async for sample in _hosted_by_asyncio(_open_sample(request, corral_task)):
+    async for sample in _hosted_by_asyncio(_open_sample(request, corral_task), request):
         yield sample
 
 

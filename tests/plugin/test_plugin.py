@@ -221,16 +221,18 @@ LEAKS = {
     "orphaned group": (
         # sh leads a process group of its own, starts sleep in it, and exits: sleep is orphaned.
         "subprocess.run(['sh', '-c', 'sleep 299.5 >/dev/null &'], process_group=0, check=True)",
-        "*process * (an orphan in process group *): 'sleep 299.5'",
+        "*process * (an orphan in process group *): '*sleep 299.5*'",
     ),
     "new session": (
         "subprocess.run(['setsid', '-f', 'sleep', corral_no_leftovers], check=True)",
-        "*process * (its command line holds the marker 300.*): 'sleep 300.*'",
+        "*process * (its command line holds the marker 300.*): '*sleep 300.*'",
     ),
     "escaped from corral": (
-        # (its output elsewhere: subprocess() waits until nothing holds its pipes)
-        "anyio.run(corral.util.subprocess, ['setsid', '-f', 'sh', '-c', SLEEP_ELSEWHERE])",
-        "*process * (started by corral in the test process): 'sleep 299.25'",
+        # It escapes (a new session) before the command ends, so that corral's supervisor, which
+        # stops the command's process group, cannot stop it first; its output goes elsewhere,
+        # as subprocess() waits until nothing holds its pipes.
+        "anyio.run(corral.util.subprocess, ['sh', '-c', ESCAPE])",
+        "*process * (started by corral in the test process): '*sleep 299.25*'",
     ),
     "fd": ("LEAKED.append(os.open(os.devnull, os.O_RDONLY))", "*file descriptor * -> /dev/null"),
     "temporary file": ("os.close(tempfile.mkstemp(prefix='kept-')[0])", "*temporary file kept-*"),
@@ -261,7 +263,10 @@ def test_no_leftovers_fails_a_leaking_test_and_passes_a_clean_one(
         LEAKED = []
         KEPT = []
         SANDBOXES = []
-        SLEEP_ELSEWHERE = "exec sleep 299.25 </dev/null >/dev/null 2>&1"
+        ESCAPE = (
+            "mkfifo escaped && setsid -f sh -c "
+            "'echo >escaped; exec sleep 299.25 </dev/null >/dev/null 2>&1' && read _ <escaped"
+        )
 
         def test_clean(corral_no_leftovers):
             subprocess.run(['sleep', '0'], check=True)
@@ -384,6 +389,7 @@ def test_a_failure_in_the_task_fails_the_test_at_teardown_not_its_body(
         import pytest
 
         import anyio, anyio.lowlevel
+        import corral
 
         BODY_ENDED = []
 
@@ -402,9 +408,18 @@ def test_a_failure_in_the_task_fails_the_test_at_teardown_not_its_body(
 
         def test_after():
             assert BODY_ENDED
+            assert corral.current_task() is None  # the context is restored all the same
         """,
     )
     # Each test_it passes its body (and test_after sees it ended), then errors at teardown.
     runs = 2 if mark == "anyio" else 1
     result.assert_outcomes(passed=runs + 1, errors=runs)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_it*", "*the task's work failed*"])
+
+
+def test_the_plugin_exports_exactly_its_fixtures() -> None:
+    import corral.pytest_plugin as plugin
+
+    fixtures = {name for name in vars(plugin) if name.startswith("corral_")}
+    assert sorted(plugin.__all__) == sorted(fixtures)
+    assert {"corral_task", "corral_sample", "corral_no_leftovers"} <= fixtures
