@@ -15,13 +15,14 @@ import pytest
 from tests.support.fifo import Fifo
 from tests.support.killable import HarnessStarter
 from tests.support.processes import (
-    kill_and_wait,
     open_fd_count,
     processes_matching,
     python,
     unique_sleep,
-    wait_gone,
 )
+
+#: pytester, for the tests of corral's own pytest plugin (tests/plugin).
+pytest_plugins = ["pytester"]
 
 __all__ = [
     "Fifo",
@@ -98,17 +99,14 @@ def fifo(tmp_path: Path) -> Iterator[Fifo]:
 
 
 @pytest.fixture
-def no_leftovers() -> Iterator[str]:
-    """A unique marker; the test fails if processes carrying it are left behind.
+def no_leftovers(corral_no_leftovers: str) -> str:
+    """The plugin's ``corral_no_leftovers`` (see :mod:`corral.pytest_plugin`), by its old name.
 
-    A process the test killed itself may still be dying: each one found is
-    waited for (on its pidfd) before it counts as left behind.
+    A unique marker; the test fails if it leaves processes (those carrying
+    the marker among them), file descriptors, temporary files or sandbox
+    directories behind.
     """
-    marker = unique_sleep()
-    yield marker
-    left = wait_gone(processes_matching(marker), timeout=10.0)
-    kill_and_wait(left)
-    assert left == [], f"processes left running: {left}"
+    return corral_no_leftovers
 
 
 @pytest.fixture

@@ -2,10 +2,13 @@
 
 Like ``httpx.MockTransport``, :class:`MemorySandboxEnvironment` lets tests of
 code that uses sandboxes (the lifecycle, ``sandbox_with``, the proxy) run
-without processes or a file system, fast and deterministically. It is not
-registered by default; register it where needed::
+without processes or a file system, fast and deterministically. Its public
+home is :mod:`corral.sandboxes.testing` (this module's path keeps working);
+pytest's ``corral_memory_sandbox`` fixture gives a test one (see
+``docs/testing.md``). It is not registered by default; register it where
+needed::
 
-    register_sandbox("memory", "corral.sandboxes._memory:MemorySandboxEnvironment")
+    register_sandbox("memory", "corral.sandboxes.testing:MemorySandboxEnvironment")
 
 Paths are POSIX paths; a relative path is resolved in ``/work``. Directories
 exist implicitly, as the parents of the files. ``exec`` understands:

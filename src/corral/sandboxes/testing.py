@@ -20,7 +20,13 @@
 * :class:`MemorySandboxEnvironment`: a provider whose files live in a dict
   and whose commands are a handful of builtins, for testing code that uses
   sandboxes without processes or a file system (register it with
-  ``register_sandbox("memory", MemorySandboxEnvironment)``).
+  ``register_sandbox("memory", MemorySandboxEnvironment)``). Its old path,
+  ``corral.sandboxes._memory``, keeps working.
+
+corral's pytest plugin (:mod:`corral.pytest_plugin`, loaded by pytest
+wherever corral is installed) adds fixtures for both: ``corral_memory_sandbox``
+and ``corral_local_sandbox``, with a running task and sample and a check for
+leftovers (see ``docs/testing.md``).
 
 This module imports pytest; it is meant for test suites only.
 """
