@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import anyio
@@ -37,13 +36,7 @@ class TestMemoryConformance(SandboxConformance):
         {"posix_shell", "special_files", "file_permissions", "native_streaming"}
     )
 
-    @pytest.fixture
-    async def sandbox_env(self) -> AsyncIterator[SandboxEnvironment]:
-        environments = await MemorySandboxEnvironment.sample_init("conformance", None, {})
-        try:
-            yield environments["default"]
-        finally:
-            await MemorySandboxEnvironment.sample_cleanup("conformance", None, environments, False)
+    provider = MemorySandboxEnvironment  # the one-line form: the suite's own sandbox_env
 
     async def live_processes(self, env: SandboxEnvironment, marker: str) -> list[str]:
         """The running commands of every memory environment (one host) that hold *marker*."""

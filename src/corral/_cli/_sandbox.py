@@ -315,6 +315,8 @@ def check_command(
             "no:cacheprovider",
             "-p",
             "no:terminal",
+            "-p",
+            "no:asyncio",  # anyio runs the suite; pytest-asyncio, if installed, stays out
         ]
         if keyword is not None:
             args += ["-k", keyword]

@@ -2,39 +2,28 @@
 
 The suite is a pytest base class, :class:`SandboxConformance`, whose tests
 take one fixture, ``sandbox_env``: a fresh :class:`SandboxEnvironment` for
-each test. A provider subclasses it in a test module and overrides the
-fixture, creating the environment the way the runtime does (``sample_init``)
-and releasing it afterwards (``sample_cleanup``); the suite calls it through
+each test. A provider subclasses it in a test module and names itself
+(``provider = MySandbox``: the fixture then creates each environment the way
+the runtime does, ``sample_init``, and releases it, ``sample_cleanup``), or
+overrides the fixture to do that its own way; the suite calls it through
 the sandbox proxy, as samples do, since the proxy owns the rules every
 provider obeys (argument checks, ``timeout=``, output limits)::
 
     # tests/test_conformance_mine.py
-    from collections.abc import AsyncIterator
-
-    import pytest
-
     from corral.sandboxes.testing import SandboxConformance
-    from corral.util import SandboxEnvironment
 
     from mypackage import MySandbox
 
-    pytestmark = pytest.mark.anyio
-
 
     class TestMySandbox(SandboxConformance):
-        @pytest.fixture
-        async def sandbox_env(self) -> AsyncIterator[SandboxEnvironment]:
-            environments = await MySandbox.sample_init("conformance", None, {})
-            try:
-                yield next(iter(environments.values()))
-            finally:
-                await MySandbox.sample_cleanup("conformance", None, environments, False)
+        provider = MySandbox
 
 Every test is async and runs under each backend the module's
-``anyio_backend`` fixture yields (anyio's default is asyncio only; define
-``anyio_backend`` with ``params=["trio", "asyncio"]`` in a ``conftest.py`` to
-run both). The tests need ``sh``, ``cat``, ``printf``, ``pwd``, ``wc``,
-``sleep``, ``yes``, ``test``, ``chmod``, ``mkfifo`` and ``grep`` inside the
+``anyio_backend`` fixture yields (anyio 4.16's default is every installed
+backend, trio and asyncio with corral's dependencies; with an anyio whose
+default is asyncio only, define ``anyio_backend`` with
+``params=["trio", "asyncio"]`` in a ``conftest.py``). The tests need ``sh``,
+``cat``, ``printf``, ``pwd``, ``wc``, ``sleep``, ``yes``, ``test``, ``chmod``, ``mkfifo`` and ``grep`` inside the
 sandbox, and a Linux ``/proc`` to look for leftover processes. A provider
 whose sandbox differs overrides the hooks:
 
@@ -131,6 +120,10 @@ class SandboxConformance(StreamingConformance):
         unwritable_path: An existing file that ``write_file`` cannot write,
             even as root. A read-only sysfs attribute, refused at ``open``,
             so nothing is ever written to it.
+        provider: The provider under test: ``class TestMine(SandboxConformance):
+            provider = MySandbox`` is the whole test module's class. The
+            ``sandbox_env`` fixture then makes each environment with its
+            ``sample_init`` (and the ``sample_config`` fixture).
         lacks: What the sandbox does not have, among ``"posix_shell"``,
             ``"special_files"``, ``"file_permissions"`` and
             ``"native_streaming"`` (a provider on ``exec_remote``'s slow
@@ -141,14 +134,27 @@ class SandboxConformance(StreamingConformance):
     unreadable_path: ClassVar[str] = "/sys/bus/platform/uevent"
     unwritable_path: ClassVar[str] = "/sys/devices/system/cpu/online"
     lacks: ClassVar[frozenset[Capability]] = frozenset()
+    provider: ClassVar[type[SandboxEnvironment] | None] = None
 
     @pytest.fixture
-    def sandbox_env(self) -> AsyncIterator[SandboxEnvironment]:
-        """The environment under test; a provider's subclass must override this."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must override the 'sandbox_env' fixture with one that "
-            "yields a SandboxEnvironment (see corral.sandboxes.testing)"
-        )
+    async def sandbox_env(self, sample_config: Any) -> AsyncIterator[SandboxEnvironment]:
+        """The environment under test.
+
+        With :attr:`provider` set, one made by its ``sample_init`` (with the
+        ``sample_config`` fixture) and released by its ``sample_cleanup``;
+        otherwise a provider's subclass overrides this fixture.
+        """
+        provider = self.provider
+        if provider is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} must set 'provider' to its SandboxEnvironment class, "
+                "or override the 'sandbox_env' fixture (see corral.sandboxes.testing)"
+            )
+        environments = await provider.sample_init("conformance", sample_config, {})
+        try:
+            yield next(iter(environments.values()))
+        finally:
+            await provider.sample_cleanup("conformance", sample_config, environments, False)
 
     @pytest.fixture
     def sandbox(self, sandbox_env: SandboxEnvironment) -> SandboxEnvironment:

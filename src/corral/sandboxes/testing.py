@@ -1,21 +1,17 @@
 """Testing sandbox providers, and code that uses sandboxes.
 
 * :class:`SandboxConformance`: the conformance suite, a pytest base class.
-  A provider subclasses it in a test module and overrides its one fixture,
-  ``sandbox_env``, to create an environment the way the runtime does
-  (``sample_init``) and release it afterwards (``sample_cleanup``). The
-  suite calls it through the sandbox proxy, as samples do, since the proxy
-  owns the rules every provider obeys (argument checks, ``timeout=``, output
-  limits)::
+  A provider subclasses it in a test module and names itself; the suite
+  creates each environment the way the runtime does (``sample_init``) and
+  releases it afterwards (``sample_cleanup``), and calls it through the
+  sandbox proxy, as samples do, since the proxy owns the rules every
+  provider obeys (argument checks, ``timeout=``, output limits)::
 
       class TestMySandbox(SandboxConformance):
-          @pytest.fixture
-          async def sandbox_env(self) -> AsyncIterator[SandboxEnvironment]:
-              environments = await MySandbox.sample_init("conformance", None, {})
-              try:
-                  yield next(iter(environments.values()))
-              finally:
-                  await MySandbox.sample_cleanup("conformance", None, environments, False)
+          provider = MySandbox
+
+  A provider that makes its environments another way overrides the
+  ``sandbox_env`` fixture instead.
 
 * :class:`MemorySandboxEnvironment`: a provider whose files live in a dict
   and whose commands are a handful of builtins, for testing code that uses
