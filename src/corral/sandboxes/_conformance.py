@@ -23,9 +23,9 @@ Every test is async and runs under each backend the module's
 backend, trio and asyncio with corral's dependencies; with an anyio whose
 default is asyncio only, define ``anyio_backend`` with
 ``params=["trio", "asyncio"]`` in a ``conftest.py``). The tests need ``sh``,
-``cat``, ``printf``, ``pwd``, ``wc``, ``sleep``, ``yes``, ``test``, ``chmod``, ``mkfifo`` and ``grep`` inside the
-sandbox, and a Linux ``/proc`` to look for leftover processes. A provider
-whose sandbox differs overrides the hooks:
+``cat``, ``printf``, ``pwd``, ``wc``, ``sleep``, ``yes``, ``test``, ``chmod``,
+``mkfifo`` and ``grep`` inside the sandbox, and a Linux ``/proc`` to look for
+leftover processes. A provider whose sandbox differs overrides the hooks:
 
 * :meth:`~SandboxConformance.live_processes` (how leftover processes are found),
   :meth:`~SandboxConformance.sleeper` (a long command that can be found so),
