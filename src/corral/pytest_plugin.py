@@ -41,12 +41,9 @@ import contextlib
 import contextvars
 import os
 import secrets
-import select
 import shutil
-import signal
 import sys
 import tempfile
-import time
 import types
 from typing import TYPE_CHECKING, Any
 
@@ -392,42 +389,6 @@ def _own_fds() -> set[int]:
     return own
 
 
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    """Wait (on pidfds) until each of *pids* has terminated; return those still alive."""
-    from ._core._procfs import read_stat
-
-    deadline = time.monotonic() + timeout
-    left = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                info = read_stat(pid)
-                if info is not None and info.alive:
-                    left.append(pid)
-        finally:
-            os.close(fd)
-    return left
-
-
-def _kill(pids: list[int]) -> None:
-    """SIGKILL *pids*, each through a pidfd (so a reused pid is never signalled), and wait."""
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-        finally:
-            os.close(fd)
-    _wait_gone(pids, _DYING_GRACE)
-
-
 class _Leftovers:
     """What the process holds when a test starts, to compare with what it holds at the end."""
 
@@ -475,7 +436,7 @@ class _Leftovers:
 
     def finish(self) -> list[str]:
         """Restore the temporary directory; describe (and remove) what the test left."""
-        from ._core._procfs import cmdline
+        from ._core._procfs import cmdline, kill_and_wait, wait_gone
 
         if self._env_tmpdir is None:
             os.environ.pop("TMPDIR", None)
@@ -485,10 +446,10 @@ class _Leftovers:
         problems = []
 
         suspects = self._suspects()
-        left = _wait_gone(sorted(suspects), _DYING_GRACE)  # a process being killed may be dying
+        left = wait_gone(sorted(suspects), _DYING_GRACE)  # a process being killed may be dying
         for pid in left:
             problems.append(f"process {pid} ({suspects[pid]}): {cmdline(pid)!r}")
-        _kill(left)
+        kill_and_wait(left, _DYING_GRACE)
 
         own = _own_fds()
         for fd, target in sorted(_fds().items()):

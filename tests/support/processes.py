@@ -7,15 +7,11 @@ test never sleeps to give a SIGKILLed process time to die.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import select
-import signal
 import sys
-import time
 
-from corral._core._procfs import cmdline, pids, read_stat
+from corral._core._procfs import cmdline, kill_and_wait, pids, read_stat, wait_gone
 
 __all__ = [
     "kill_and_wait",
@@ -54,44 +50,3 @@ def processes_matching(marker: str) -> list[int]:
 def open_fd_count() -> int:
     """How many file descriptors this process has open."""
     return len(os.listdir("/proc/self/fd"))
-
-
-def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
-    """Wait until each of *pids* has terminated (zombies count as gone); return those left.
-
-    Blocks the calling thread for at most *timeout* seconds in all.
-    """
-    deadline = time.monotonic() + timeout
-    left = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue  # gone already
-        try:
-            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                info = read_stat(pid)
-                if info is not None and info.alive:
-                    left.append(pid)
-        finally:
-            os.close(fd)
-    return left
-
-
-def kill_and_wait(pids: list[int], timeout: float = 10.0) -> list[int]:
-    """SIGKILL *pids* and wait until they are gone; return any that are not.
-
-    Each is signalled through a pidfd opened first, so a process that has
-    exited in the meantime is never mistaken for another one given its pid.
-    """
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-        finally:
-            os.close(fd)
-    return wait_gone(pids, timeout)

@@ -9,12 +9,18 @@ through this module, so the format is parsed in one place.
 itself contain spaces and parentheses: the fields are read after the *last*
 ``)``. A process that exits while it is being read is simply not reported.
 Nothing here is a checkpoint; everything is plain blocking file reads of
-kernel memory, fast enough for the event loop thread.
+kernel memory, fast enough for the event loop thread, except
+:func:`wait_gone` and :func:`kill_and_wait`, which block the calling thread
+(for test fixtures and tools outside any event loop).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import signal
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +32,7 @@ __all__ = [
     "boot_id",
     "cmdline",
     "group_has_live_member",
+    "kill_and_wait",
     "live_descendants",
     "pids",
     "processes",
@@ -33,6 +40,7 @@ __all__ = [
     "procfs_available",
     "read_stat",
     "start_time",
+    "wait_gone",
 ]
 
 _PROC = "/proc"
@@ -197,3 +205,44 @@ def processes_with_environ(entry: bytes, *, exclude: int | None = None) -> list[
             if info is not None and info.alive:
                 found.append(pid)
     return found
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    """Wait until each of *pids* has terminated (zombies count as gone); return those left.
+
+    Waits on pidfds; blocks the calling thread for at most *timeout* seconds in all.
+    """
+    deadline = time.monotonic() + timeout
+    left = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # gone already
+        try:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                info = read_stat(pid)
+                if info is not None and info.alive:
+                    left.append(pid)
+        finally:
+            os.close(fd)
+    return left
+
+
+def kill_and_wait(pids: list[int], timeout: float = 10.0) -> list[int]:
+    """SIGKILL *pids* and wait until they are gone; return any that are not.
+
+    Each is signalled through a pidfd opened first, so a process that has
+    exited in the meantime is never mistaken for another one given its pid.
+    """
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        finally:
+            os.close(fd)
+    return wait_gone(pids, timeout)
