@@ -10,7 +10,12 @@ because anyio and trio copy the context when a task starts.
   stopped (the task's ``kill_grace``, else ``$CORRAL_KILL_GRACE``, else 2 s);
 * the **subprocess limiter**: the limit ``subprocess()`` takes a slot of (the
   task's ``max_subprocesses``, else the event loop's shared
-  ``"subprocesses"`` limit of ``os.cpu_count()`` slots).
+  ``"subprocesses"`` limit of ``os.cpu_count()`` slots);
+* the **sample's task group**: the one ``background()`` work runs in, which a
+  sample scope opens around its body and waits for before its sandboxes are
+  cleaned up. A layer below the scopes leaves work there with
+  :func:`start_in_sample` (an ``exec_remote`` handle whose ``async for`` was
+  left early is killed this way).
 """
 
 from __future__ import annotations
@@ -18,12 +23,16 @@ from __future__ import annotations
 import functools
 import os
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._checks import env_seconds
 from ._limiters import current_registry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    from anyio.abc import TaskGroup
+
     from ._limiters import Limiter
 
 __all__ = [
@@ -33,6 +42,8 @@ __all__ = [
     "current_kill_grace",
     "default_subprocess_limit",
     "kill_grace",
+    "sample_group",
+    "start_in_sample",
     "subprocess_limiter",
     "task_subprocess_limiter",
 ]
@@ -50,6 +61,29 @@ kill_grace: ContextVar[float | None] = ContextVar("corral.kill_grace", default=N
 task_subprocess_limiter: ContextVar[Limiter | None] = ContextVar(
     "corral.subprocess_limiter", default=None
 )
+#: The running sample's task group (see :func:`start_in_sample`); ``None``: no sample.
+sample_group: ContextVar[TaskGroup | None] = ContextVar("corral.sample_group", default=None)
+
+
+def start_in_sample(func: Callable[[], Coroutine[Any, Any, object]], *, name: str) -> bool:
+    """Start ``func()`` in the running sample's task group, if there is one that is open.
+
+    The sample scope waits for it (it cancels the group when the body ends:
+    *func* must shield what it has to finish). Safe to call from a finalizer
+    (``__del__``) on the event loop's thread; elsewhere there is no group in
+    the context and nothing is started.
+
+    Returns:
+        Whether it was started.
+    """
+    group = sample_group.get()
+    if group is None:
+        return False
+    try:
+        group.start_soon(func, name=name)
+    except RuntimeError:  # the group has closed: the sample is over
+        return False
+    return True
 
 
 def current_kill_grace() -> float:

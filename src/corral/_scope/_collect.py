@@ -13,18 +13,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, cast
 
 import anyio
 
+from .._core._settings import sample_group
 from .._state._span import span
 from ._limits import LimitExceededError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
-    from anyio.abc import TaskGroup
 
 __all__ = ["background", "collect", "sample_background"]
 
@@ -89,9 +88,6 @@ async def collect(*tasks: Awaitable[T]) -> list[T]:
     return cast("list[T]", results)
 
 
-_background: ContextVar[TaskGroup | None] = ContextVar("corral.sample_background", default=None)
-
-
 @asynccontextmanager
 async def sample_background(sample_id: int | str) -> AsyncIterator[None]:
     """The sample's task group for :func:`background`, cancelled when the body ends.
@@ -101,11 +97,11 @@ async def sample_background(sample_id: int | str) -> AsyncIterator[None]:
     """
     with _one_error():
         async with anyio.create_task_group() as group:
-            token = _background.set(group)
+            token = sample_group.set(group)
             try:
                 yield
             finally:
-                _background.reset(token)
+                sample_group.reset(token)
                 group.cancel_scope.cancel(f"sample {sample_id!r} ended")
 
 
@@ -128,7 +124,7 @@ def background(func: Callable[[*PosArgsT], Awaitable[Any]], *args: *PosArgsT) ->
     Raises:
         RuntimeError: No sample is running in this context.
     """
-    group = _background.get()
+    group = sample_group.get()
     if group is None:
         raise RuntimeError(
             "background() must be called inside a sample (async with task.sample(...)); "

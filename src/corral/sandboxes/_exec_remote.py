@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import dataclasses
+import typing
 from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 import anyio.lowlevel
 
+from .._core._settings import start_in_sample
+
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from .._process._subprocess import ExecResult
     from ._environment import SandboxEnvironment
 
@@ -151,14 +157,19 @@ class ExecRemoteProcess(abc.ABC):
     ``async for event in process`` yields :data:`ExecOutput` events in the
     order the command produced them, stdout and stderr apart, and ends after
     the :class:`ExecCompleted` event (or with no such event once the process
-    was killed). A process is iterated once. Providers subclass it; users get
-    one from :meth:`~corral.util.SandboxEnvironment.exec_remote`.
+    was killed). A process is iterated once; the loop owns it: leaving it
+    early (``break``, ``return``, an exception in its body) kills the process,
+    in the running sample's task group, before the sample goes on to clean up
+    its sandboxes. ``await anext(process)`` reads one event without tying the
+    process's life to a loop (a server the sample talks to once it is ready,
+    say). Providers subclass it; users get one from
+    :meth:`~corral.util.SandboxEnvironment.exec_remote`.
     """
 
     _iterated = False
 
-    def __aiter__(self) -> ExecRemoteProcess:
-        """The process itself, once.
+    def __aiter__(self) -> AsyncIterator[ExecOutput]:
+        """The events, once, for an ``async for`` that kills the process if left early.
 
         Raises:
             RuntimeError: It was iterated before (as in inspect_ai).
@@ -166,7 +177,7 @@ class ExecRemoteProcess(abc.ABC):
         if self._iterated:
             raise RuntimeError("ExecRemoteProcess can only be iterated once")
         self._iterated = True
-        return self
+        return _Iteration(self)
 
     @abc.abstractmethod
     async def __anext__(self) -> ExecOutput:
@@ -201,6 +212,48 @@ class ExecRemoteProcess(abc.ABC):
     @abc.abstractmethod
     async def kill(self) -> None:
         """Stop the command; once it has ended (or been killed), does nothing."""
+
+
+@typing.final
+class _Iteration:
+    """What ``async for`` iterates: the process's events, and its kill if left early.
+
+    Python tells an iterator nothing when a loop is left early; it drops it.
+    This one sees that in ``__del__`` (at once in CPython: the loop holds the
+    only reference) and, unless the events were over, starts the process's
+    ``kill()`` (shielded: it finishes even as the sample is cancelled) in the
+    sample's task group, which the sample waits for before its sandboxes'
+    cleanup. An async generator would be closed the same way, but by the event
+    loop's finaliser: outside the sample's context, and under trio with a
+    ``ResourceWarning``. Outside a sample nothing is started: the handle's
+    ``kill()``, or the provider's cleanup, stops the process.
+    """
+
+    __slots__ = ("_over", "_process")
+
+    def __init__(self, process: ExecRemoteProcess) -> None:
+        self._process = process
+        self._over = False
+
+    def __aiter__(self) -> _Iteration:
+        return self
+
+    async def __anext__(self) -> ExecOutput:
+        try:
+            event = await self._process.__anext__()
+        except StopAsyncIteration:
+            self._over = True
+            raise
+        if isinstance(event, ExecCompleted):
+            self._over = True
+        return event
+
+    def __del__(self) -> None:
+        if self._over:
+            return
+        self._over = True
+        with contextlib.suppress(Exception):  # a finaliser must not raise
+            start_in_sample(self._process.kill, name=f"kill {self._process!r}: its loop was left")
 
 
 class ExecFallbackProcess(ExecRemoteProcess):
