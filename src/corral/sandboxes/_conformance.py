@@ -63,7 +63,7 @@ from ._output_limits import override_sandbox_output_limit
 from ._proxy import SandboxEnvironmentProxy
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 __all__ = ["SandboxConformance"]
 
@@ -212,6 +212,25 @@ class SandboxConformance(StreamingConformance):
         """Return once a process with *marker* runs: each look is a call, not a sleep."""
         while not await self.live_processes(env, marker):
             await anyio.lowlevel.checkpoint()
+
+    async def cancel_once_running(
+        self, env: SandboxEnvironment, marker: str, work: Callable[[], Awaitable[object]]
+    ) -> bool:
+        """Run ``work()``, cancelled from outside once a process with *marker* runs.
+
+        Returns:
+            Whether the cancellation was what ended it.
+        """
+
+        async def cancel(scope: anyio.CancelScope) -> None:
+            await self.wait_running(env, marker)
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            with anyio.CancelScope() as scope:
+                tg.start_soon(cancel, scope)
+                await work()
+        return scope.cancelled_caught
 
     async def pwd(self, env: SandboxEnvironment, cwd: str | None = None) -> str:
         """The sandbox's working directory for a command (its default, or *cwd*)."""
@@ -415,16 +434,11 @@ class SandboxConformance(StreamingConformance):
         """An exec cancelled from outside (not by its timeout) stops all it started."""
         marker = _marker()
 
-        async def cancel_once_running(scope: anyio.CancelScope) -> None:
-            await self.wait_running(sandbox, marker)
-            scope.cancel()
-
         with anyio.fail_after(60):
-            async with anyio.create_task_group() as tg:
-                with anyio.CancelScope() as scope:
-                    tg.start_soon(cancel_once_running, scope)
-                    await sandbox.exec(self.sleeper(marker))
-        assert scope.cancelled_caught
+            cancelled = await self.cancel_once_running(
+                sandbox, marker, lambda: sandbox.exec(self.sleeper(marker))
+            )
+        assert cancelled
         assert await self.live_processes(sandbox, marker) == []
         assert (await sandbox.exec(["echo", "after"])).stdout == "after\n"
 

@@ -22,6 +22,8 @@ from ._exec_remote import (
 from ._proxy import SandboxEnvironmentProxy
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from ._conformance import Capability
     from ._environment import SandboxEnvironment
     from ._exec_remote import ExecOutput, ExecRemoteProcess
@@ -51,6 +53,9 @@ class StreamingConformance:
         async def live_processes(self, env: SandboxEnvironment, marker: str) -> list[str]: ...
         async def wait_running(self, env: SandboxEnvironment, marker: str) -> None: ...
         async def make_fifo(self, env: SandboxEnvironment, path: str) -> None: ...
+        async def cancel_once_running(
+            self, env: SandboxEnvironment, marker: str, work: Callable[[], Awaitable[object]]
+        ) -> bool: ...
 
     async def test_stream_events_and_exit_code(self, sandbox: SandboxEnvironment) -> None:
         self.requires("posix_shell")
@@ -164,16 +169,8 @@ class StreamingConformance:
         marker = _marker()
         process = await sandbox.exec_remote(self.sleeper(marker))
 
-        async def cancel_once_running(scope: anyio.CancelScope) -> None:
-            await self.wait_running(sandbox, marker)
-            scope.cancel()
-
         with anyio.fail_after(60):
-            async with anyio.create_task_group() as tg:
-                with anyio.CancelScope() as scope:
-                    tg.start_soon(cancel_once_running, scope)
-                    await _events(process)
-            assert scope.cancelled_caught
+            assert await self.cancel_once_running(sandbox, marker, lambda: _events(process))
             assert await self.live_processes(sandbox, marker) == []
 
     async def test_stream_left_running_is_stopped_by_the_cleanup(
